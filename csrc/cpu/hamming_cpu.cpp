@@ -1,0 +1,296 @@
+// CPU kernels: Hamming distance matrix, exact k-NN and range search over packed binary codes.
+//
+// Work is tiled as (group of queries) x (block of database codes): a block is transposed to
+// word-major order once and scanned by every query of the group while it is in cache. Each query
+// keeps a bounded top-k that exploits the small range of Hamming distances (0..nbits): a
+// histogram of kept distances gives the exact acceptance threshold, so almost every code is
+// rejected by one vector comparison of the block minimum.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "cpu/popcount.h"
+#include "hamming_common.h"
+
+namespace pyhash {
+namespace {
+
+constexpr uint64_t kPositionMask = (uint64_t(1) << kPositionBits) - 1;
+constexpr int64_t kQueryGroup = 32;
+
+inline uint64_t make_key(uint64_t distance, int64_t position) {
+  return (distance << kPositionBits) | static_cast<uint64_t>(position);
+}
+inline int32_t key_distance(uint64_t key) { return static_cast<int32_t>(key >> kPositionBits); }
+inline int64_t key_position(uint64_t key) { return static_cast<int64_t>(key & kPositionMask); }
+
+// Database codes per block: about 32 KiB of words, a multiple of 16 codes.
+int64_t block_codes(int64_t nwords) {
+  int64_t n = 4096 / nwords;
+  n = std::max<int64_t>(64, std::min<int64_t>(2048, n));
+  return n / 16 * 16;
+}
+
+// The k smallest (distance, position) pairs seen so far, in scan (= position) order.
+// Accepts a distance d only if d < threshold(); the threshold is the smallest t for which at least
+// k kept candidates have distance <= t, so later candidates at distance t lose their tie.
+class TopK {
+ public:
+  TopK(int64_t k, int64_t nbits)
+      : k_(k), capacity_(std::max<int64_t>(2 * k, k + 1024)), hist_(nbits + 2, 0),
+        threshold_(nbits + 1) {}
+
+  uint64_t threshold() const { return threshold_; }
+
+  void push(uint64_t distance, int64_t position) {
+    keys_.push_back(make_key(distance, position));
+    ++hist_[distance];
+    ++count_below_;
+    while (count_below_ >= k_) {
+      --threshold_;
+      count_below_ -= hist_[threshold_];
+    }
+    if (static_cast<int64_t>(keys_.size()) >= capacity_) compact();
+  }
+
+  // Sorted (distance, position) keys of the k best (fewer if fewer were seen).
+  std::vector<uint64_t> take() {
+    compact();
+    std::sort(keys_.begin(), keys_.end());
+    return std::move(keys_);
+  }
+
+ private:
+  void compact() {
+    int64_t ties_wanted = k_ - count_below_;
+    int64_t ties_kept = 0;
+    size_t out = 0;
+    for (uint64_t key : keys_) {
+      const uint64_t d = key >> kPositionBits;
+      if (d < threshold_ || (d == threshold_ && ties_kept < ties_wanted)) {
+        if (d == threshold_) ++ties_kept;
+        keys_[out++] = key;
+      }
+    }
+    keys_.resize(out);
+    if (threshold_ < hist_.size()) {
+      hist_[threshold_] = ties_kept;
+      for (size_t d = threshold_ + 1; d < hist_.size(); ++d) hist_[d] = 0;
+    }
+  }
+
+  int64_t k_;
+  int64_t capacity_;
+  std::vector<int64_t> hist_;
+  uint64_t threshold_;
+  int64_t count_below_ = 0;
+  std::vector<uint64_t> keys_;
+};
+
+// Every candidate with distance <= max_distance, in scan order.
+class WithinRadius {
+ public:
+  explicit WithinRadius(int64_t max_distance) : threshold_(static_cast<uint64_t>(max_distance) + 1) {}
+  uint64_t threshold() const { return threshold_; }
+  void push(uint64_t distance, int64_t position) { keys_.push_back(make_key(distance, position)); }
+  std::vector<uint64_t> take() { return std::move(keys_); }
+
+ private:
+  uint64_t threshold_;
+  std::vector<uint64_t> keys_;
+};
+
+// Scans database codes [begin, end) for queries [q_begin, q_end), feeding each query's collector.
+template <typename Collector>
+void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int64_t q_begin,
+          int64_t q_end, int64_t begin, int64_t end, std::vector<Collector>& collectors) {
+  const cpu::Isa isa = cpu::active_isa();
+  const cpu::BlockDistanceFn distances = cpu::block_distance_fn(isa, nwords);
+  const cpu::ScreenFn screen = cpu::screen_fn(isa, nwords);
+  const int64_t block = block_codes(nwords);
+  const int64_t nq = q_end - q_begin;
+  std::vector<uint64_t> transposed(nwords > 1 ? nwords * block : 0);
+  std::vector<uint64_t> thresholds(nq);
+  std::vector<uint64_t> hits(nq * ((block + cpu::kScreenCodes - 1) / cpu::kScreenCodes));
+  uint64_t out[cpu::kScreenCodes];
+  for (int64_t b0 = begin; b0 < end; b0 += block) {
+    const int64_t count = std::min(block, end - b0);
+    const uint64_t* words = database + b0;
+    int64_t stride = count;
+    if (nwords > 1) {
+      for (int64_t i = 0; i < count; ++i) {
+        const uint64_t* code = database + (b0 + i) * nwords;
+        for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = code[w];
+      }
+      words = transposed.data();
+      stride = block;
+    }
+    for (int64_t u = 0; u < nq; ++u) thresholds[u] = collectors[u].threshold();
+    const int64_t nhits = screen(queries + q_begin * nwords, nq, nwords, words, stride, count,
+                                 thresholds.data(), hits.data());
+    for (int64_t h = 0; h < nhits; ++h) {
+      const int64_t u = static_cast<int64_t>(hits[h] >> 32);
+      const int64_t first = static_cast<int64_t>(hits[h] & 0xffffffffu) * cpu::kScreenCodes;
+      const int64_t n = std::min(cpu::kScreenCodes, count - first);
+      Collector& c = collectors[u];
+      distances(queries + (q_begin + u) * nwords, nwords, words + first, stride, n, out);
+      for (int64_t i = 0; i < n; ++i)
+        if (out[i] < c.threshold()) c.push(out[i], b0 + first + i);
+    }
+  }
+}
+
+// Runs `make` collectors over (query group x database chunk) tasks in parallel and returns, per
+// query, the merged sorted keys of all chunks (at most `limit` of them).
+template <typename MakeCollector>
+std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const at::Tensor& db_words,
+                                              MakeCollector make, int64_t limit) {
+  const int64_t nq = q_words.size(0);
+  const int64_t nd = db_words.size(0);
+  const int64_t nwords = q_words.size(1) / 8;
+  const auto* queries = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
+  const auto* database = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
+
+  const int64_t groups = (nq + kQueryGroup - 1) / kQueryGroup;
+  const int64_t threads = at::get_num_threads();
+  // Split the database too when there are too few query groups to keep every thread busy.
+  int64_t chunks = 1;
+  if (groups < 2 * threads) {
+    const int64_t wanted = (2 * threads + groups - 1) / groups;
+    chunks = std::max<int64_t>(1, std::min<int64_t>(wanted, nd / 16384));
+  }
+  const int64_t chunk_len = (nd + chunks - 1) / chunks;
+
+  std::vector<std::vector<uint64_t>> partial(nq * chunks);
+  at::parallel_for(0, groups * chunks, 1, [&](int64_t task_begin, int64_t task_end) {
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      const int64_t g = task / chunks, c = task % chunks;
+      const int64_t q_begin = g * kQueryGroup, q_end = std::min(nq, q_begin + kQueryGroup);
+      const int64_t begin = c * chunk_len, end = std::min(nd, begin + chunk_len);
+      std::vector<decltype(make())> collectors;
+      collectors.reserve(q_end - q_begin);
+      for (int64_t q = q_begin; q < q_end; ++q) collectors.push_back(make());
+      if (begin < end) scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
+      for (int64_t q = q_begin; q < q_end; ++q) partial[q * chunks + c] = collectors[q - q_begin].take();
+    }
+  });
+
+  std::vector<std::vector<uint64_t>> merged(nq);
+  at::parallel_for(0, nq, 16, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) {
+      std::vector<uint64_t>& keys = merged[q];
+      if (chunks == 1) {
+        keys = std::move(partial[q]);
+      } else {
+        for (int64_t c = 0; c < chunks; ++c) {
+          auto& part = partial[q * chunks + c];
+          keys.insert(keys.end(), part.begin(), part.end());
+          std::vector<uint64_t>().swap(part);
+        }
+      }
+      std::sort(keys.begin(), keys.end());
+      if (static_cast<int64_t>(keys.size()) > limit) keys.resize(limit);
+    }
+  });
+  return merged;
+}
+
+at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
+  check_pair(a, b);
+  const at::Tensor a_words = as_word_rows(a);
+  const at::Tensor b_words = as_word_rows(b);
+  const int64_t na = a.size(0), nb = b.size(0), nwords = a_words.size(1) / 8;
+  at::Tensor result = at::empty({na, nb}, a.options().dtype(at::kInt));
+  if (na == 0 || nb == 0) return result;
+  const auto* aw = reinterpret_cast<const uint64_t*>(a_words.data_ptr<uint8_t>());
+  const auto* bw = reinterpret_cast<const uint64_t*>(b_words.data_ptr<uint8_t>());
+  int32_t* out = result.data_ptr<int32_t>();
+  const cpu::BlockDistanceFn distances = cpu::block_distance_fn(cpu::active_isa(), nwords);
+  const int64_t block = block_codes(nwords);
+  const int64_t nblocks = (nb + block - 1) / block;
+  at::parallel_for(0, nblocks, 1, [&](int64_t blk_begin, int64_t blk_end) {
+    std::vector<uint64_t> transposed(nwords * block), dist(block);
+    for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
+      const int64_t b0 = blk * block, count = std::min(block, nb - b0);
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = bw[(b0 + i) * nwords + w];
+      for (int64_t i = 0; i < na; ++i) {
+        distances(aw + i * nwords, nwords, transposed.data(), block, count, dist.data());
+        int32_t* row = out + i * nb + b0;
+        for (int64_t j = 0; j < count; ++j) row[j] = static_cast<int32_t>(dist[j]);
+      }
+    }
+  });
+  return result;
+}
+
+std::tuple<at::Tensor, at::Tensor> hamming_knn_cpu(const at::Tensor& queries,
+                                                   const at::Tensor& database, int64_t k) {
+  check_pair(queries, database);
+  TORCH_CHECK(k >= 1, "k must be >= 1, got ", k);
+  const int64_t nq = queries.size(0), nd = database.size(0);
+  const int64_t nbits = queries.size(1) * 8;
+  at::Tensor distances = at::full({nq, k}, INT32_MAX, queries.options().dtype(at::kInt));
+  at::Tensor indices = at::full({nq, k}, -1, queries.options().dtype(at::kLong));
+  if (nq == 0 || nd == 0) return {distances, indices};
+  const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
+  const int64_t kept = std::min(k, nd);
+  auto best = search_all(q_words, db_words, [&] { return TopK(kept, nbits); }, kept);
+  int32_t* dptr = distances.data_ptr<int32_t>();
+  int64_t* iptr = indices.data_ptr<int64_t>();
+  at::parallel_for(0, nq, 64, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) {
+      const auto& keys = best[q];
+      for (size_t j = 0; j < keys.size(); ++j) {
+        dptr[q * k + j] = key_distance(keys[j]);
+        iptr[q * k + j] = key_position(keys[j]);
+      }
+    }
+  });
+  return {distances, indices};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> hamming_range_cpu(const at::Tensor& queries,
+                                                                 const at::Tensor& database,
+                                                                 int64_t max_distance) {
+  check_pair(queries, database);
+  TORCH_CHECK(max_distance >= 0, "max_distance must be >= 0, got ", max_distance);
+  const int64_t nq = queries.size(0), nd = database.size(0);
+  const int64_t nbits = queries.size(1) * 8;
+  const int64_t radius = std::min(max_distance, nbits);
+  std::vector<std::vector<uint64_t>> found(nq);
+  if (nq > 0 && nd > 0) {
+    const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
+    found = search_all(q_words, db_words, [&] { return WithinRadius(radius); }, nd);
+  }
+  at::Tensor lims = at::empty({nq + 1}, queries.options().dtype(at::kLong));
+  int64_t* lp = lims.data_ptr<int64_t>();
+  lp[0] = 0;
+  for (int64_t q = 0; q < nq; ++q) lp[q + 1] = lp[q] + static_cast<int64_t>(found[q].size());
+  at::Tensor distances = at::empty({lp[nq]}, queries.options().dtype(at::kInt));
+  at::Tensor indices = at::empty({lp[nq]}, queries.options().dtype(at::kLong));
+  int32_t* dptr = distances.data_ptr<int32_t>();
+  int64_t* iptr = indices.data_ptr<int64_t>();
+  at::parallel_for(0, nq, 64, [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q)
+      for (size_t j = 0; j < found[q].size(); ++j) {
+        dptr[lp[q] + j] = key_distance(found[q][j]);
+        iptr[lp[q] + j] = key_position(found[q][j]);
+      }
+  });
+  return {lims, distances, indices};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyhash, CPU, m) {
+  m.impl("hamming_distance", &hamming_distance_cpu);
+  m.impl("hamming_knn", &hamming_knn_cpu);
+  m.impl("hamming_range", &hamming_range_cpu);
+}
+
+}  // namespace pyhash

@@ -1,0 +1,63 @@
+// Operator schemas of the `pyhash` namespace and the Python module `pyhash._C`.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "cpu/popcount.h"
+
+#ifndef PYHASH_VERSION
+#define PYHASH_VERSION "unknown"
+#endif
+
+TORCH_LIBRARY(pyhash, m) {
+  m.def("hamming_distance(Tensor a, Tensor b) -> Tensor");
+  m.def("hamming_knn(Tensor queries, Tensor database, int k) -> (Tensor, Tensor)");
+  m.def(
+      "hamming_range(Tensor queries, Tensor database, int max_distance) -> (Tensor, Tensor, "
+      "Tensor)");
+}
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict info;
+  info["version"] = PYHASH_VERSION;
+  info["torch_version"] = PYHASH_TORCH_VERSION;
+  info["cuda_version"] = PYHASH_BUILT_CUDA_VERSION;
+  info["cuda_arch_list"] = PYHASH_CUDA_ARCH_LIST;
+#ifdef PYHASH_WITH_CUDA
+  info["with_cuda"] = true;
+#else
+  info["with_cuda"] = false;
+#endif
+  info["cpu_isa_best"] = pyhash::cpu::isa_name(pyhash::cpu::best_supported_isa());
+  return info;
+}
+
+std::string cpu_isa() { return pyhash::cpu::isa_name(pyhash::cpu::active_isa()); }
+
+void set_cpu_isa(const std::string& name) {
+  using pyhash::cpu::Isa;
+  Isa isa;
+  if (name == "scalar") {
+    isa = Isa::Scalar;
+  } else if (name == "avx2") {
+    isa = Isa::Avx2;
+  } else if (name == "avx512_vpopcntdq" || name == "avx512") {
+    isa = Isa::Avx512;
+  } else {
+    throw std::invalid_argument("unknown CPU ISA '" + name +
+                                "'; expected 'scalar', 'avx2' or 'avx512_vpopcntdq'");
+  }
+  if (!pyhash::cpu::set_isa(isa))
+    throw std::invalid_argument("this CPU does not support '" + name + "'");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "pyhash compiled kernels (ops are registered under torch.ops.pyhash)";
+  module.def("build_info", &build_info, "How this extension was built.");
+  module.def("cpu_isa", &cpu_isa, "The popcount instruction set the CPU kernels use now.");
+  module.def("set_cpu_isa", &set_cpu_isa,
+             "Force a popcount instruction set ('scalar', 'avx2', 'avx512_vpopcntdq').");
+}
