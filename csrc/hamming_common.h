@@ -33,14 +33,15 @@ inline void check_pair(const at::Tensor& queries, const at::Tensor& database) {
   TORCH_CHECK(database.size(0) <= kMaxDatabaseSize, "database holds more than 2^40 codes");
 }
 
-// Codes as 64-bit words: contiguous, 8-byte aligned, each row zero-padded to a multiple of 8
-// bytes (zero padding adds nothing to a Hamming distance).
+// Codes as 64-bit words: contiguous, 64-byte aligned (vector loads must not straddle cache
+// lines), each row zero-padded to a multiple of 8 bytes (zero padding adds nothing to a Hamming
+// distance). Copies only when the input is not already in that form.
 inline at::Tensor as_word_rows(const at::Tensor& codes) {
   at::Tensor c = codes.contiguous();
   const int64_t width = c.size(1);
   const int64_t padded = (width + 7) / 8 * 8;
   if (padded != width) c = at::constant_pad_nd(c, {0, padded - width}, 0);
-  if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 8 != 0) c = c.clone();
+  if (reinterpret_cast<uintptr_t>(c.data_ptr()) % 64 != 0) c = c.clone();
   return c;
 }
 

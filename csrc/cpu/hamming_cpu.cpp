@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "cpu/popcount.h"
@@ -20,13 +22,33 @@ namespace pyhash {
 namespace {
 
 constexpr uint64_t kPositionMask = (uint64_t(1) << kPositionBits) - 1;
-constexpr int64_t kQueryGroup = 32;
+// Queries scanned together over each cached database block: up to 512, fewer when that leaves
+// threads idle.
+constexpr int64_t kMaxQueryGroup = 512;
+constexpr int64_t kMinQueryGroup = 32;
 
 inline uint64_t make_key(uint64_t distance, int64_t position) {
   return (distance << kPositionBits) | static_cast<uint64_t>(position);
 }
 inline int32_t key_distance(uint64_t key) { return static_cast<int32_t>(key >> kPositionBits); }
 inline int64_t key_position(uint64_t key) { return static_cast<int64_t>(key & kPositionMask); }
+
+// A 64-byte aligned, uninitialised buffer of 64-bit words.
+class AlignedWords {
+ public:
+  explicit AlignedWords(int64_t n) : data_(n > 0 ? static_cast<uint64_t*>(std::aligned_alloc(64, round_up(n))) : nullptr) {
+    TORCH_CHECK(n == 0 || data_ != nullptr, "pyhash: out of memory for a ", n * 8, "-byte buffer");
+  }
+  ~AlignedWords() { std::free(data_); }
+  AlignedWords(const AlignedWords&) = delete;
+  AlignedWords& operator=(const AlignedWords&) = delete;
+  uint64_t* get() const { return data_; }
+  uint64_t& operator[](int64_t i) { return data_[i]; }
+
+ private:
+  static size_t round_up(int64_t n) { return (static_cast<size_t>(n) * 8 + 63) / 64 * 64; }
+  uint64_t* data_;
+};
 
 // Database codes per block: about 32 KiB of words, a multiple of 16 codes.
 int64_t block_codes(int64_t nwords) {
@@ -55,6 +77,29 @@ class TopK {
       count_below_ -= hist_[threshold_];
     }
     if (static_cast<int64_t>(keys_.size()) >= capacity_) compact();
+  }
+
+  // Pushes the codes of a block (distances d[0..count), positions base..) after lowering the
+  // threshold to what the kept codes and this block reach together, so that at most about k of
+  // the block are pushed however high the threshold was.
+  void push_block(const uint64_t* d, int64_t count, int64_t base) {
+    std::vector<int64_t> combined(hist_);
+    for (int64_t i = 0; i < count; ++i)
+      if (d[i] < threshold_) ++combined[d[i]];
+    int64_t reached = 0;
+    for (uint64_t t = 0; t < threshold_; ++t) {
+      reached += combined[t];
+      if (reached >= k_) {
+        if (t + 1 < threshold_) {
+          threshold_ = t + 1;
+          count_below_ = 0;
+          for (uint64_t s = 0; s < threshold_; ++s) count_below_ += hist_[s];
+        }
+        break;
+      }
+    }
+    for (int64_t i = 0; i < count; ++i)
+      if (d[i] < threshold_) push(d[i], base + i);
   }
 
   // Sorted (distance, position) keys of the k best (fewer if fewer were seen).
@@ -97,6 +142,10 @@ class WithinRadius {
   explicit WithinRadius(int64_t max_distance) : threshold_(static_cast<uint64_t>(max_distance) + 1) {}
   uint64_t threshold() const { return threshold_; }
   void push(uint64_t distance, int64_t position) { keys_.push_back(make_key(distance, position)); }
+  void push_block(const uint64_t* d, int64_t count, int64_t base) {
+    for (int64_t i = 0; i < count; ++i)
+      if (d[i] < threshold_) push(d[i], base + i);
+  }
   std::vector<uint64_t> take() { return std::move(keys_); }
 
  private:
@@ -105,20 +154,25 @@ class WithinRadius {
 };
 
 // Scans database codes [begin, end) for queries [q_begin, q_end), feeding each query's collector.
+// The first block seeds every collector exactly (all its distances); later blocks only pass on
+// the codes below each query's current threshold.
 template <typename Collector>
 void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int64_t q_begin,
           int64_t q_end, int64_t begin, int64_t end, std::vector<Collector>& collectors) {
   const cpu::Isa isa = cpu::active_isa();
   const cpu::BlockDistanceFn distances = cpu::block_distance_fn(isa, nwords);
-  const cpu::ScreenFn screen = cpu::screen_fn(isa, nwords);
+  const cpu::CandidatesFn candidates = cpu::candidates_fn(isa, nwords);
   const int64_t block = block_codes(nwords);
   const int64_t nq = q_end - q_begin;
-  std::vector<uint64_t> transposed(nwords > 1 ? nwords * block : 0);
-  std::vector<uint64_t> thresholds(nq);
-  std::vector<uint64_t> hits(nq * ((block + cpu::kScreenCodes - 1) / cpu::kScreenCodes));
-  uint64_t out[cpu::kScreenCodes];
+  AlignedWords transposed(nwords > 1 ? nwords * block : 0);
+  std::vector<uint64_t> thresholds(nq), dist(block);
+  std::unique_ptr<uint64_t[]> found(new uint64_t[nq * block]);  // uninitialised on purpose
   for (int64_t b0 = begin; b0 < end; b0 += block) {
     const int64_t count = std::min(block, end - b0);
+    // Bring the next block towards L2 while this one is scanned.
+    const char* next = reinterpret_cast<const char*>(database + (b0 + block) * nwords);
+    const int64_t next_bytes = std::max<int64_t>(0, std::min(block, end - b0 - block)) * nwords * 8;
+    for (int64_t off = 0; off < next_bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
     const uint64_t* words = database + b0;
     int64_t stride = count;
     if (nwords > 1) {
@@ -126,20 +180,24 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
         const uint64_t* code = database + (b0 + i) * nwords;
         for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = code[w];
       }
-      words = transposed.data();
+      words = transposed.get();
       stride = block;
     }
+    if (b0 == begin) {
+      for (int64_t u = 0; u < nq; ++u) {
+        distances(queries + (q_begin + u) * nwords, nwords, words, stride, count, dist.data());
+        collectors[u].push_block(dist.data(), count, b0);
+      }
+      continue;
+    }
     for (int64_t u = 0; u < nq; ++u) thresholds[u] = collectors[u].threshold();
-    const int64_t nhits = screen(queries + q_begin * nwords, nq, nwords, words, stride, count,
-                                 thresholds.data(), hits.data());
-    for (int64_t h = 0; h < nhits; ++h) {
-      const int64_t u = static_cast<int64_t>(hits[h] >> 32);
-      const int64_t first = static_cast<int64_t>(hits[h] & 0xffffffffu) * cpu::kScreenCodes;
-      const int64_t n = std::min(cpu::kScreenCodes, count - first);
-      Collector& c = collectors[u];
-      distances(queries + (q_begin + u) * nwords, nwords, words + first, stride, n, out);
-      for (int64_t i = 0; i < n; ++i)
-        if (out[i] < c.threshold()) c.push(out[i], b0 + first + i);
+    const int64_t n = candidates(queries + q_begin * nwords, nq, nwords, words, stride, count,
+                                 thresholds.data(), found.get());
+    for (int64_t h = 0; h < n; ++h) {
+      const uint64_t key = found[h];
+      Collector& c = collectors[key >> 48];
+      const uint64_t d = (key >> 32) & 0xffff;
+      if (d < c.threshold()) c.push(d, b0 + static_cast<int64_t>(key & 0xffffffffu));
     }
   }
 }
@@ -155,21 +213,23 @@ std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const a
   const auto* queries = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
   const auto* database = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
 
-  const int64_t groups = (nq + kQueryGroup - 1) / kQueryGroup;
   const int64_t threads = at::get_num_threads();
+  const int64_t group_size = std::min(kMaxQueryGroup, std::max(kMinQueryGroup, (nq + threads - 1) / threads));
+  const int64_t groups = (nq + group_size - 1) / group_size;
   // Split the database too when there are too few query groups to keep every thread busy.
   int64_t chunks = 1;
   if (groups < 2 * threads) {
     const int64_t wanted = (2 * threads + groups - 1) / groups;
     chunks = std::max<int64_t>(1, std::min<int64_t>(wanted, nd / 16384));
   }
-  const int64_t chunk_len = (nd + chunks - 1) / chunks;
+  // Chunks start on 64-code boundaries so vector loads stay cache-line aligned.
+  const int64_t chunk_len = ((nd + chunks - 1) / chunks + 63) / 64 * 64;
 
   std::vector<std::vector<uint64_t>> partial(nq * chunks);
   at::parallel_for(0, groups * chunks, 1, [&](int64_t task_begin, int64_t task_end) {
     for (int64_t task = task_begin; task < task_end; ++task) {
       const int64_t g = task / chunks, c = task % chunks;
-      const int64_t q_begin = g * kQueryGroup, q_end = std::min(nq, q_begin + kQueryGroup);
+      const int64_t q_begin = g * group_size, q_end = std::min(nq, q_begin + group_size);
       const int64_t begin = c * chunk_len, end = std::min(nd, begin + chunk_len);
       std::vector<decltype(make())> collectors;
       collectors.reserve(q_end - q_begin);
@@ -213,13 +273,14 @@ at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
   const int64_t block = block_codes(nwords);
   const int64_t nblocks = (nb + block - 1) / block;
   at::parallel_for(0, nblocks, 1, [&](int64_t blk_begin, int64_t blk_end) {
-    std::vector<uint64_t> transposed(nwords * block), dist(block);
+    AlignedWords transposed(nwords * block);
+    std::vector<uint64_t> dist(block);
     for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
       const int64_t b0 = blk * block, count = std::min(block, nb - b0);
       for (int64_t i = 0; i < count; ++i)
         for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = bw[(b0 + i) * nwords + w];
       for (int64_t i = 0; i < na; ++i) {
-        distances(aw + i * nwords, nwords, transposed.data(), block, count, dist.data());
+        distances(aw + i * nwords, nwords, transposed.get(), block, count, dist.data());
         int32_t* row = out + i * nb + b0;
         for (int64_t j = 0; j < count; ++j) row[j] = static_cast<int32_t>(dist[j]);
       }

@@ -53,33 +53,35 @@ const char* isa_name(Isa isa) {
 
 namespace {
 
-// Screening built on a block-distance function, for the ISAs without a dedicated screen.
+// Candidate search built on a block-distance function, for the ISAs without a dedicated one.
 template <Isa I>
-int64_t screen_by_distances(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t* block,
-                            int64_t stride, int64_t count, const uint64_t* thresholds,
-                            uint64_t* hits) {
+int64_t candidates_by_distances(const uint64_t* q, int64_t nq, int64_t nwords,
+                                const uint64_t* block, int64_t stride, int64_t count,
+                                const uint64_t* thresholds, uint64_t* out) {
   const BlockDistanceFn distances = block_distance_fn(I, nwords);
-  uint64_t out[kScreenCodes];
-  int64_t nhits = 0;
+  uint64_t d[kScreenCodes];
+  int64_t n = 0;
   for (int64_t u = 0; u < nq; ++u) {
-    for (int64_t begin = 0, g = 0; begin < count; begin += kScreenCodes, ++g) {
-      const int64_t n = count - begin < kScreenCodes ? count - begin : kScreenCodes;
-      if (distances(q + u * nwords, nwords, block + begin, stride, n, out) < thresholds[u])
-        hits[nhits++] = (static_cast<uint64_t>(u) << 32) | static_cast<uint64_t>(g);
+    for (int64_t begin = 0; begin < count; begin += kScreenCodes) {
+      const int64_t len = count - begin < kScreenCodes ? count - begin : kScreenCodes;
+      if (distances(q + u * nwords, nwords, block + begin, stride, len, d) >= thresholds[u]) continue;
+      for (int64_t i = 0; i < len; ++i)
+        if (d[i] < thresholds[u])
+          out[n++] = (static_cast<uint64_t>(u) << 48) | (d[i] << 32) | static_cast<uint64_t>(begin + i);
     }
   }
-  return nhits;
+  return n;
 }
 
 }  // namespace
 
-ScreenFn screen_fn(Isa isa, int64_t nwords) {
+CandidatesFn candidates_fn(Isa isa, int64_t nwords) {
   switch (isa) {
-    case Isa::Avx512: return screen_avx512(nwords);
-    case Isa::Avx2: return &screen_by_distances<Isa::Avx2>;
+    case Isa::Avx512: return candidates_avx512(nwords);
+    case Isa::Avx2: return &candidates_by_distances<Isa::Avx2>;
     case Isa::Scalar: break;
   }
-  return &screen_by_distances<Isa::Scalar>;
+  return &candidates_by_distances<Isa::Scalar>;
 }
 
 BlockDistanceFn block_distance_fn(Isa isa, int64_t nwords) {

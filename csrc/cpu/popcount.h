@@ -18,19 +18,17 @@ enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 using BlockDistanceFn = uint64_t (*)(const uint64_t* q, int64_t nwords, const uint64_t* block,
                                      int64_t stride, int64_t count, uint64_t* out);
 
-// Screens `count` codes (word-major, as above) against `nq` queries (q: nq x nwords words) in
-// groups of kScreenCodes codes. For each (query u, group g) whose smallest distance may be below
-// thresholds[u], appends (u << 32) | g to `hits` and returns how many were
-// appended (at most nq * ceil(count / kScreenCodes)); each query's groups come in increasing
-// order. May report groups that turn out to hold no
-// code below the threshold; never misses one that does.
-constexpr int64_t kScreenCodes = 64;
-using ScreenFn = int64_t (*)(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t* block,
-                             int64_t stride, int64_t count, const uint64_t* thresholds,
-                             uint64_t* hits);
+// Finds, for `nq` queries (q: nq x nwords words) and `count` codes held word-major (as above),
+// every (query u, code i) with distance d < thresholds[u]. Appends (u << 48) | (d << 32) | i to
+// `out` (room for nq * count entries), each query's codes in increasing i, and returns how many
+// were appended. Codes are screened in groups of kScreenCodes by their minimum distance first.
+constexpr int64_t kScreenCodes = 256;
+using CandidatesFn = int64_t (*)(const uint64_t* q, int64_t nq, int64_t nwords,
+                                 const uint64_t* block, int64_t stride, int64_t count,
+                                 const uint64_t* thresholds, uint64_t* out);
 
-ScreenFn screen_avx512(int64_t nwords);
-ScreenFn screen_fn(Isa isa, int64_t nwords);
+CandidatesFn candidates_avx512(int64_t nwords);
+CandidatesFn candidates_fn(Isa isa, int64_t nwords);
 
 BlockDistanceFn block_distance_scalar(int64_t nwords);
 BlockDistanceFn block_distance_avx2(int64_t nwords);

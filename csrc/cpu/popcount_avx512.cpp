@@ -103,18 +103,10 @@ inline void min_update(const uint64_t* q, int64_t nwords, const uint64_t* block,
     mins[u] = _mm512_min_epu32(mins[u], _mm512_mask_mov_epi64(_mm512_set1_epi64(-1), lanes, acc[u]));
 }
 
-// Unmasked fast path of min_update for a full column of 8 codes.
+// One full column of 8 codes with several words per code (word-major block).
 template <int NW, int kQueriesPerPass>
-inline void min_update_full(const uint64_t* q, int64_t nwords, const uint64_t* block,
-                            int64_t stride, int64_t i, __m512i* mins) {
-  const int64_t nw = NW > 0 ? NW : nwords;
-  if (nw == 1) {
-    const __m512i x = _mm512_loadu_si512(block + i);
-    for (int u = 0; u < kQueriesPerPass; ++u)
-      mins[u] = _mm512_min_epu32(
-          mins[u], _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64(static_cast<long long>(q[u])))));
-    return;
-  }
+inline void min_update_full_column(const uint64_t* q, int64_t nw, const uint64_t* block,
+                                   int64_t stride, int64_t i, __m512i* mins) {
   __m512i acc[kQueriesPerPass];
   for (int u = 0; u < kQueriesPerPass; ++u) acc[u] = _mm512_setzero_si512();
   for (int64_t w = 0; w < nw; ++w) {
@@ -126,63 +118,109 @@ inline void min_update_full(const uint64_t* q, int64_t nwords, const uint64_t* b
   for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_min_epu32(mins[u], acc[u]);
 }
 
+// Unmasked fast path of min_update for full columns [begin, end) of 8 codes each.
 template <int NW, int kQueriesPerPass>
-int64_t screen(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t* block, int64_t stride,
-               int64_t count, const uint64_t* thresholds, uint64_t* hits) {
+inline void min_update_full(const uint64_t* q, int64_t nwords, const uint64_t* block,
+                            int64_t stride, int64_t begin, int64_t end, __m512i* mins) {
+  const int64_t nw = NW > 0 ? NW : nwords;
+  if (nw == 1) {
+    __m512i qv[kQueriesPerPass], m[kQueriesPerPass];
+    for (int u = 0; u < kQueriesPerPass; ++u) {
+      qv[u] = _mm512_set1_epi64(static_cast<long long>(q[u]));
+      m[u] = mins[u];
+    }
+    for (int64_t i = begin; i < end; i += 8) {
+      const __m512i x = _mm512_loadu_si512(block + i);
+      for (int u = 0; u < kQueriesPerPass; ++u)
+        m[u] = _mm512_min_epu32(m[u], _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[u])));
+    }
+    for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = m[u];
+    return;
+  }
+  for (int64_t i = begin; i < end; i += 8) min_update_full_column<NW, kQueriesPerPass>(q, nw, block, stride, i, mins);
+}
+
+
+// Distances of one query to the 8 codes at column i (lanes outside `lanes` are garbage).
+template <int NW>
+inline __m512i distances8(const uint64_t* qu, int64_t nwords, const uint64_t* block, int64_t stride,
+                          int64_t i, __mmask8 lanes) {
+  const int64_t nw = NW > 0 ? NW : nwords;
+  __m512i acc = word_distance_masked(block, i, lanes, _mm512_set1_epi64(static_cast<long long>(qu[0])));
+  for (int64_t w = 1; w < nw; ++w)
+    acc = _mm512_add_epi64(acc, word_distance_masked(block + w * stride, i, lanes,
+                                                     _mm512_set1_epi64(static_cast<long long>(qu[w]))));
+  return acc;
+}
+
+inline __mmask8 lanes_from(int64_t i, int64_t count) {
+  const int64_t left = count - i;
+  return left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1);
+}
+
+template <int NW, int kQueriesPerPass>
+int64_t candidates(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t* block,
+                   int64_t stride, int64_t count, const uint64_t* thresholds, uint64_t* out) {
   const int64_t nw = NW > 0 ? NW : nwords;
   const int64_t groups = (count + kScreenCodes - 1) / kScreenCodes;
-  int64_t nhits = 0;
+  int64_t n = 0;
   for (int64_t u0 = 0; u0 < nq; u0 += kQueriesPerPass) {
-    // Pad the last pass with copies of query u0 that have threshold 0 (they never hit).
+    // Pad the last pass with copies of query u0 that have threshold 0 (they never match).
     uint64_t qpass[kQueriesPerPass * 64];
-    uint64_t* qwords = qpass;
     uint32_t limit[kQueriesPerPass];
     const int64_t used = nq - u0 < kQueriesPerPass ? nq - u0 : kQueriesPerPass;
-    if (nw <= 64) {
-      for (int u = 0; u < kQueriesPerPass; ++u) {
-        const int64_t src = u < used ? u0 + u : u0;
-        for (int64_t w = 0; w < nw; ++w) qpass[u * nw + w] = q[src * nw + w];
-        const uint64_t t = u < used ? thresholds[u0 + u] : 0;
-        limit[u] = t > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(t);
-      }
+    for (int u = 0; u < kQueriesPerPass; ++u) {
+      const int64_t src = u < used ? u0 + u : u0;
+      for (int64_t w = 0; w < nw; ++w) qpass[u * nw + w] = q[src * nw + w];
+      const uint64_t t = u < used ? thresholds[u0 + u] : 0;
+      limit[u] = t > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(t);
     }
-    __m512i tv[kQueriesPerPass];
-    for (int u = 0; u < kQueriesPerPass; ++u) tv[u] = _mm512_set1_epi32(static_cast<int>(limit[u]));
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * kScreenCodes;
+      const int64_t end = begin + kScreenCodes < count ? begin + kScreenCodes : count;
       __m512i mins[kQueriesPerPass];
       for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_set1_epi64(-1);
-      if (begin + kScreenCodes <= count) {
-        for (int64_t i = begin; i < begin + kScreenCodes; i += 8)
-          min_update_full<NW, kQueriesPerPass>(qwords, nw, block, stride, i, mins);
+      if (end - begin == kScreenCodes) {
+        min_update_full<NW, kQueriesPerPass>(qpass, nw, block, stride, begin, end, mins);
       } else {
-        for (int64_t i = begin; i < count; i += 8) {
-          const int64_t left = count - i;
-          const __mmask8 lanes = left >= 8 ? static_cast<__mmask8>(0xff) : static_cast<__mmask8>((1u << left) - 1);
-          min_update<NW, kQueriesPerPass>(qwords, nw, block, stride, i, lanes, mins);
+        for (int64_t i = begin; i < end; i += 8)
+          min_update<NW, kQueriesPerPass>(qpass, nw, block, stride, i, lanes_from(i, end), mins);
+      }
+      for (int u = 0; u < kQueriesPerPass; ++u) {
+        // Distances sit in the even 32-bit halves of each 64-bit lane.
+        const __m512i tv = _mm512_set1_epi32(static_cast<int>(limit[u]));
+        if (!_mm512_mask_cmplt_epu32_mask(0x5555, mins[u], tv)) continue;
+        // Rare: find the codes of this group below the threshold, in position order.
+        const __m512i t64 = _mm512_set1_epi64(static_cast<long long>(limit[u]));
+        const uint64_t tag = static_cast<uint64_t>(u0 + u) << 48;
+        for (int64_t i = begin; i < end; i += 8) {
+          const __mmask8 lanes = lanes_from(i, end);
+          const __m512i d = distances8<NW>(qpass + u * nw, nw, block, stride, i, lanes);
+          __mmask8 below = _mm512_mask_cmplt_epu64_mask(lanes, d, t64);
+          if (!below) continue;
+          uint64_t dist[8];
+          _mm512_storeu_si512(dist, d);
+          while (below) {
+            const int lane = __builtin_ctz(below);
+            below = static_cast<__mmask8>(below & (below - 1));
+            out[n++] = tag | (dist[lane] << 32) | static_cast<uint64_t>(i + lane);
+          }
         }
       }
-      // Distances sit in the even 32-bit halves of each 64-bit lane.
-      for (int u = 0; u < kQueriesPerPass; ++u)
-        if (_mm512_mask_cmplt_epu32_mask(0x5555, mins[u], tv[u]))
-          hits[nhits++] = (static_cast<uint64_t>(u0 + u) << 32) | static_cast<uint64_t>(g);
     }
   }
-  return nhits;
+  return n;
 }
 
 }  // namespace
 
-#ifndef QPP
-#define QPP 4
-#endif
-ScreenFn screen_avx512(int64_t nwords) {
+CandidatesFn candidates_avx512(int64_t nwords) {
   switch (nwords) {
-    case 1: return &screen<1, 8>;
-    case 2: return &screen<2, QPP>;
-    case 3: return &screen<3, QPP>;
-    case 4: return &screen<4, QPP>;
-    default: return &screen<0, QPP>;
+    case 1: return &candidates<1, 8>;
+    case 2: return &candidates<2, 4>;
+    case 3: return &candidates<3, 4>;
+    case 4: return &candidates<4, 4>;
+    default: return &candidates<0, 4>;
   }
 }
 

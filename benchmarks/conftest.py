@@ -1,0 +1,94 @@
+"""Benchmark plumbing: ratio table of each pyhash kernel against its anchor measured in the same run.
+
+`pytest benchmarks/ --benchmark-only` prints the table; add `--write-performance` to also write it
+into docs/performance.md (between the markers of the matching section).
+"""
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # shared input builders
+
+ROWS = {}  # (section, case) -> {"pyhash": seconds, "<anchor>": seconds, "work": units, "unit": str}
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--write-performance", action="store_true", help="write the ratio tables to docs/performance.md")
+
+
+def record(section: str, case: str, impl: str, seconds: float, work: float = 0.0, unit: str = "") -> None:
+    row = ROWS.setdefault((section, case), {})
+    row[impl] = seconds
+    if work:
+        row["work"], row["unit"] = work, unit
+
+
+def median_seconds(benchmark) -> float:
+    return benchmark.stats.stats.median
+
+
+def _table(section: str) -> str:
+    rows = [(case, r) for (s, case), r in ROWS.items() if s == section]
+    anchors = sorted({k for _, r in rows for k in r if k not in ("pyhash", "work", "unit")})
+    lines = ["| case | pyhash | " + " | ".join(anchors) + " | " + " | ".join(f"speed-up vs {a}" for a in anchors) + " |"]
+    lines.append("|" + " --- |" * (2 + 2 * len(anchors)))
+    for case, r in rows:
+        def fmt(impl):
+            if impl not in r:
+                return "-"
+            s = r[impl]
+            rate = f" ({r['work'] / s / 1e9:.2f} G{r['unit']}/s)" if r.get("work") else ""
+            return f"{s * 1e3:.1f} ms{rate}"
+        ratios = [f"{r[a] / r['pyhash']:.1f}x" if a in r and "pyhash" in r else "-" for a in anchors]
+        lines.append(f"| {case} | {fmt('pyhash')} | " + " | ".join(fmt(a) for a in anchors) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    import pyhash
+
+    return (
+        f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{gpu}, torch {torch.__version__}, pyhash CPU ISA {pyhash._C.cpu_isa()}"
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not ROWS:
+        return
+    sections = sorted({s for s, _ in ROWS})
+    text = "\n\n".join(f"### {s}\n\nMeasured {_machine()}.\n\n{_table(s)}" for s in sections)
+    print("\n\n" + text + "\n")
+    if session.config.getoption("--write-performance"):
+        write_sections(sections)
+
+
+def write_sections(sections) -> None:
+    """Replace (or append) each section's block between <!-- bench:NAME --> markers."""
+    doc = DOCS.read_text() if DOCS.exists() else "# Performance\n"
+    for s in sections:
+        begin, end = f"<!-- bench:{s} -->", f"<!-- /bench:{s} -->"
+        block = f"{begin}\n### {s}\n\nMeasured {_machine()}.\n\n{_table(s)}\n{end}"
+        if begin in doc and end in doc:
+            doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
+        else:
+            doc = doc.rstrip() + "\n\n" + block + "\n"
+    tmp = DOCS.with_suffix(".tmp")
+    tmp.write_text(doc)
+    tmp.replace(DOCS)
+
+
+@pytest.fixture
+def threads():
+    """Restores torch's thread count after a benchmark changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
