@@ -91,7 +91,9 @@ def _extension():
         ("PYHASH_BUILT_CUDA_VERSION", f'"{torch.version.cuda if WITH_CUDA else ""}"'),
     ]
     opt = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cxx_flags = opt + ["-Wall", "-Wno-unknown-pragmas"]
+    # at::parallel_for is inline OpenMP: without -fopenmp it silently runs on one thread.
+    cxx_flags = opt + ["-Wall", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     if WITH_CUDA:
         macros.append(("PYHASH_WITH_CUDA", "1"))
         nvcc_flags = opt + ["-lineinfo", "--expt-relaxed-constexpr"]
@@ -102,6 +104,7 @@ def _extension():
             include_dirs=[str(ROOT / "csrc")],
             define_macros=macros,
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+            extra_link_args=link_flags,
         )
     return CppExtension(
         "pyhash._C",
@@ -109,6 +112,7 @@ def _extension():
         include_dirs=[str(ROOT / "csrc")],
         define_macros=macros,
         extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_flags,
     )
 
 

@@ -169,10 +169,6 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   std::unique_ptr<uint64_t[]> found(new uint64_t[nq * block]);  // uninitialised on purpose
   for (int64_t b0 = begin; b0 < end; b0 += block) {
     const int64_t count = std::min(block, end - b0);
-    // Bring the next block towards L2 while this one is scanned.
-    const char* next = reinterpret_cast<const char*>(database + (b0 + block) * nwords);
-    const int64_t next_bytes = std::max<int64_t>(0, std::min(block, end - b0 - block)) * nwords * 8;
-    for (int64_t off = 0; off < next_bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
     const uint64_t* words = database + b0;
     int64_t stride = count;
     if (nwords > 1) {

@@ -1,5 +1,8 @@
 // AVX-512 VPOPCNTDQ popcount distances: 8 codes a step, word count fixed at compile time up to 8.
 #pragma GCC target("avx512f,avx512vpopcntdq")
+// GCC 12's own intrinsic headers trip these (an "undefined" pass-through operand), not our code.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "cpu/popcount.h"
@@ -118,18 +121,18 @@ inline void min_update_full_column(const uint64_t* q, int64_t nw, const uint64_t
   for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_min_epu32(mins[u], acc[u]);
 }
 
-// Unmasked fast path of min_update for full columns [begin, end) of 8 codes each.
+// Unmasked fast path of min_update for full columns [begin, end) of 8 codes each. For one word
+// per code the broadcast queries `qv` stay in registers across the whole pass.
 template <int NW, int kQueriesPerPass>
-inline void min_update_full(const uint64_t* q, int64_t nwords, const uint64_t* block,
-                            int64_t stride, int64_t begin, int64_t end, __m512i* mins) {
+inline void min_update_full(const uint64_t* q, const __m512i* qv, int64_t nwords,
+                            const uint64_t* block, int64_t stride, int64_t begin, int64_t end,
+                            __m512i* mins) {
   const int64_t nw = NW > 0 ? NW : nwords;
   if (nw == 1) {
-    __m512i qv[kQueriesPerPass], m[kQueriesPerPass];
-    for (int u = 0; u < kQueriesPerPass; ++u) {
-      qv[u] = _mm512_set1_epi64(static_cast<long long>(q[u]));
-      m[u] = mins[u];
-    }
-    for (int64_t i = begin; i < end; i += 8) {
+    __m512i m[kQueriesPerPass];
+    const __m512i x0 = _mm512_loadu_si512(block + begin);
+    for (int u = 0; u < kQueriesPerPass; ++u) m[u] = _mm512_popcnt_epi64(_mm512_xor_si512(x0, qv[u]));
+    for (int64_t i = begin + 8; i < end; i += 8) {
       const __m512i x = _mm512_loadu_si512(block + i);
       for (int u = 0; u < kQueriesPerPass; ++u)
         m[u] = _mm512_min_epu32(m[u], _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[u])));
@@ -137,9 +140,9 @@ inline void min_update_full(const uint64_t* q, int64_t nwords, const uint64_t* b
     for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = m[u];
     return;
   }
+  for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_set1_epi64(-1);
   for (int64_t i = begin; i < end; i += 8) min_update_full_column<NW, kQueriesPerPass>(q, nw, block, stride, i, mins);
 }
-
 
 // Distances of one query to the 8 codes at column i (lanes outside `lanes` are garbage).
 template <int NW>
@@ -175,14 +178,16 @@ int64_t candidates(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t
       const uint64_t t = u < used ? thresholds[u0 + u] : 0;
       limit[u] = t > 0xffffffffull ? 0xffffffffu : static_cast<uint32_t>(t);
     }
+    __m512i qv[kQueriesPerPass];
+    for (int u = 0; u < kQueriesPerPass; ++u) qv[u] = _mm512_set1_epi64(static_cast<long long>(qpass[u * nw]));
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * kScreenCodes;
       const int64_t end = begin + kScreenCodes < count ? begin + kScreenCodes : count;
       __m512i mins[kQueriesPerPass];
-      for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_set1_epi64(-1);
       if (end - begin == kScreenCodes) {
-        min_update_full<NW, kQueriesPerPass>(qpass, nw, block, stride, begin, end, mins);
+        min_update_full<NW, kQueriesPerPass>(qpass, qv, nw, block, stride, begin, end, mins);
       } else {
+        for (int u = 0; u < kQueriesPerPass; ++u) mins[u] = _mm512_set1_epi64(-1);
         for (int64_t i = begin; i < end; i += 8)
           min_update<NW, kQueriesPerPass>(qpass, nw, block, stride, i, lanes_from(i, end), mins);
       }
