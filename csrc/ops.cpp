@@ -14,6 +14,12 @@ TORCH_LIBRARY(pyhash, m) {
   m.def(
       "hamming_range(Tensor queries, Tensor database, int max_distance) -> (Tensor, Tensor, "
       "Tensor)");
+  // Fused exponentiated pairwise hashing loss (docs/loss.md). Returns (loss, grad_z, grad_y);
+  // the gradients are empty tensors unless compute_grad (grad_y also when y is None).
+  m.def(
+      "exp_pair_loss(Tensor z, Tensor labels, Tensor? y, Tensor? y_labels, float lam, float beta, "
+      "float clamp, str surrogate, str weighting, bool y_is_codes, bool compute_grad) -> (Tensor, "
+      "Tensor, Tensor)");
 }
 
 namespace {

@@ -11,10 +11,12 @@ __version__ = _C.build_info()["version"]
 
 from pyhash.codes import pack_codes, unpack_codes  # noqa: E402
 from pyhash.ops.hamming import hamming_distance, hamming_knn, hamming_range  # noqa: E402
+from pyhash.ops.loss import exp_pair_loss  # noqa: E402
 from pyhash.search import HammingSearch  # noqa: E402
 
 __all__ = [
     "HammingSearch",
+    "exp_pair_loss",
     "hamming_distance",
     "hamming_knn",
     "hamming_range",
