@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include <cmath>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "loss_common.h"
@@ -14,13 +14,13 @@
 namespace pyhash {
 namespace {
 
-constexpr int64_t kRowsPerTask = 16;
-constexpr int64_t kColsPerTile = 128;
 
-// exp for float, written so that the compiler vectorises it (about 2 ulp on [-87, 88]).
+// exp for float in plain arithmetic that the compiler vectorises (about 2 ulp on [-87, 88]):
+// x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-6 polynomial, 2^n built in the exponent bits.
 inline float exp_vectorisable(float x) {
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const float n = (x * 1.44269504088896341f + shifter) - shifter;
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -30,9 +30,7 @@ inline float exp_vectorisable(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return p * __builtin_bit_cast(float, bits);
 }
 inline double exp_vectorisable(double x) { return std::exp(x); }
 
@@ -68,77 +66,153 @@ int64_t count_similar(Labels labels, int64_t n, int64_t m, bool symmetric) {
   return total;
 }
 
+// Rows of u and columns (rows of v) handled together: RI x TJ pair tiles with register-blocked
+// dot products; the gradient updates combine several pairs per load/store of a gradient row.
+constexpr int64_t RI = 4;
+constexpr int64_t TJ = 64;
+
+// Coefficients of TJ pairs of one row: coef[j] = d(loss)/d(dot_j) and the loss sum of the row.
+template <typename T>
+__attribute__((always_inline)) inline T coefficients(const T* dots, const T* sign, const T* weight,
+                                                     T* coef, T lam, T inv_bits, bool clamped,
+                                                     T clamp) {
+  T loss = T(0);
+  if (clamped) {
+#pragma omp simd reduction(+ : loss)
+    for (int64_t j = 0; j < TJ; ++j) {
+      const T raw = -lam * sign[j] * dots[j] * inv_bits;
+      const T e = raw < -clamp ? -clamp : (raw > clamp ? clamp : raw);
+      const T we = weight[j] * exp_vectorisable(e);
+      loss += we;
+      coef[j] = (raw < -clamp || raw > clamp) ? T(0) : -lam * sign[j] * we * inv_bits;
+    }
+  } else {
+#pragma omp simd reduction(+ : loss)
+    for (int64_t j = 0; j < TJ; ++j) {
+      const T we = weight[j] * exp_vectorisable(-lam * sign[j] * dots[j] * inv_bits);
+      loss += we;
+      coef[j] = -lam * sign[j] * we * inv_bits;
+    }
+  }
+  return loss;
+}
+
+// One RI x TJ tile: dot products, coefficients, loss and (optionally) gradient updates.
+// vt is v transposed and zero-padded: vt[b * mp + j].
+template <typename T, typename Labels>
+__attribute__((always_inline)) inline T tile_impl(const T* u, const T* v, const T* vt, int64_t mp, int64_t i0, int64_t rows, int64_t j0,
+              int64_t cols, int64_t nbits, const Labels& labels, const PairConstants& c, T* grad_u,
+              T* grad_v) {
+  T dots[RI][TJ];
+  for (int64_t r = 0; r < RI; ++r)
+#pragma omp simd
+    for (int64_t j = 0; j < TJ; ++j) dots[r][j] = T(0);
+  for (int64_t b = 0; b < nbits; ++b) {
+    const T* row = vt + b * mp + j0;
+    for (int64_t r = 0; r < RI; ++r) {
+      const T ub = u[(i0 + (r < rows ? r : 0)) * nbits + b];
+#pragma omp simd
+      for (int64_t j = 0; j < TJ; ++j) dots[r][j] += ub * row[j];
+    }
+  }
+  const T lam = static_cast<T>(c.lam), clamp = static_cast<T>(c.clamp);
+  const T inv_bits = T(1) / static_cast<T>(nbits);
+  const T w_sim = static_cast<T>(c.weight_similar), w_dis = static_cast<T>(c.weight_dissimilar);
+  T coef[RI][TJ];
+  T sign[TJ], weight[TJ], loss = T(0);
+  for (int64_t r = 0; r < RI; ++r) {
+    const int64_t i = i0 + r;
+    for (int64_t j = 0; j < TJ; ++j) {  // labels -> sign and weight of each pair
+      const bool valid = r < rows && j < cols && !(c.symmetric && i == j0 + j);
+      const bool sim = valid && labels.similar(i, j0 + j);
+      sign[j] = sim ? T(1) : T(-1);
+      weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+    }
+    loss += coefficients<T>(dots[r], sign, weight, coef[r], lam, inv_bits, c.clamped, clamp);
+  }
+  if (grad_u == nullptr) return loss;
+  // grad_u[i] += sum_j coef[i][j] v[j], four columns per pass over the gradient row
+  for (int64_t r = 0; r < rows; ++r) {
+    T* g = grad_u + (i0 + r) * nbits;
+    for (int64_t j = 0; j < cols; j += 4) {
+      const T c0 = coef[r][j], c1 = j + 1 < cols ? coef[r][j + 1] : T(0);
+      const T c2 = j + 2 < cols ? coef[r][j + 2] : T(0), c3 = j + 3 < cols ? coef[r][j + 3] : T(0);
+      const T* v0 = v + (j0 + j) * nbits;
+      const T* v1 = v + (j0 + std::min(j + 1, cols - 1)) * nbits;
+      const T* v2 = v + (j0 + std::min(j + 2, cols - 1)) * nbits;
+      const T* v3 = v + (j0 + std::min(j + 3, cols - 1)) * nbits;
+#pragma omp simd
+      for (int64_t b = 0; b < nbits; ++b) g[b] += c0 * v0[b] + c1 * v1[b] + c2 * v2[b] + c3 * v3[b];
+    }
+  }
+  // grad_v[j] += sum_i coef[i][j] u[i], all RI rows per pass over the gradient row
+  const T* u0 = u + i0 * nbits;
+  const T* u1 = u + (i0 + std::min<int64_t>(1, rows - 1)) * nbits;
+  const T* u2 = u + (i0 + std::min<int64_t>(2, rows - 1)) * nbits;
+  const T* u3 = u + (i0 + std::min<int64_t>(3, rows - 1)) * nbits;
+  for (int64_t j = 0; j < cols; ++j) {
+    const T c0 = coef[0][j], c1 = coef[1][j], c2 = coef[2][j], c3 = coef[3][j];
+    T* g = grad_v + (j0 + j) * nbits;
+#pragma omp simd
+    for (int64_t b = 0; b < nbits; ++b) g[b] += c0 * u0[b] + c1 * u1[b] + c2 * u2[b] + c3 * u3[b];
+  }
+  return loss;
+}
+
+// Float tiles compiled for AVX-512, AVX2 and the baseline; the loader picks one per CPU.
+#define PYHASH_FLOAT_TILE(NAME, LABELS)                                                         \
+  __attribute__((target_clones("avx512f", "avx2,fma", "default"))) float NAME(                \
+      const float* u, const float* v, const float* vt, int64_t mp, int64_t i0, int64_t rows,    \
+      int64_t j0, int64_t cols, int64_t nbits, const LABELS& labels, const PairConstants& c,    \
+      float* grad_u, float* grad_v) {                                                            \
+    return tile_impl<float>(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v); \
+  }
+PYHASH_FLOAT_TILE(tile_float_single, SingleLabel)
+PYHASH_FLOAT_TILE(tile_float_multi, MultiLabel)
+#undef PYHASH_FLOAT_TILE
+
+template <typename T, typename Labels>
+T tile(const T* u, const T* v, const T* vt, int64_t mp, int64_t i0, int64_t rows, int64_t j0,
+       int64_t cols, int64_t nbits, const Labels& labels, const PairConstants& c, T* grad_u,
+       T* grad_v) {
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<Labels, SingleLabel>) {
+    return tile_float_single(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Labels, MultiLabel>) {
+    return tile_float_multi(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+  } else {
+    return tile_impl<T>(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+  }
+}
+
 // Accumulates the loss and, if grad_u is not null, dL/du into grad_u [n, B] and dL/dv into
 // grad_v [m, B] (both zeroed by the caller).
 template <typename T, typename Labels>
 double fused_loss(const T* u, const T* v, int64_t n, int64_t m, int64_t nbits, Labels labels,
                   const PairConstants& c, T* grad_u, T* grad_v) {
-  // v transposed ([B, m]) so that the dot products of one u row vectorise over j.
-  std::vector<T> vt(nbits * m);
+  // v transposed and padded to whole tiles ([B, mp]) so that dot products vectorise over j.
+  const int64_t mp = (m + TJ - 1) / TJ * TJ;
+  std::vector<T> vt(nbits * mp, T(0));
   for (int64_t j = 0; j < m; ++j)
-    for (int64_t b = 0; b < nbits; ++b) vt[b * m + j] = v[j * nbits + b];
+    for (int64_t b = 0; b < nbits; ++b) vt[b * mp + j] = v[j * nbits + b];
 
   const int threads = at::get_num_threads();
   std::vector<double> loss_per_thread(threads, 0.0);
   std::vector<std::vector<T>> grad_v_per_thread(grad_u ? threads : 0);
-  const T lam = static_cast<T>(c.lam), clamp = static_cast<T>(c.clamp);
-  const T inv_bits = T(1) / static_cast<T>(nbits);
-  const T w_sim = static_cast<T>(c.weight_similar), w_dis = static_cast<T>(c.weight_dissimilar);
-
-  at::parallel_for(0, (n + kRowsPerTask - 1) / kRowsPerTask, 1, [&](int64_t tb, int64_t te) {
+  const int64_t row_blocks = (n + RI - 1) / RI;
+  at::parallel_for(0, row_blocks, 4, [&](int64_t rb_begin, int64_t rb_end) {
     const int thread = at::get_thread_num();
-    std::vector<T>* gv = nullptr;
+    T* gv = nullptr;
     if (grad_u) {
-      gv = &grad_v_per_thread[thread];
-      if (gv->empty()) gv->assign(m * nbits, T(0));
+      auto& buffer = grad_v_per_thread[thread];
+      if (buffer.empty()) buffer.assign(m * nbits, T(0));
+      gv = buffer.data();
     }
-    std::vector<T> dots(kColsPerTile), coef(kColsPerTile);
     double loss = 0.0;
-    for (int64_t task = tb; task < te; ++task) {
-      const int64_t i_end = std::min(n, (task + 1) * kRowsPerTask);
-      for (int64_t i = task * kRowsPerTask; i < i_end; ++i) {
-        const T* ui = u + i * nbits;
-        for (int64_t j0 = 0; j0 < m; j0 += kColsPerTile) {
-          const int64_t cols = std::min(kColsPerTile, m - j0);
-          for (int64_t j = 0; j < cols; ++j) dots[j] = T(0);
-          for (int64_t b = 0; b < nbits; ++b) {
-            const T ub = ui[b];
-            const T* row = vt.data() + b * m + j0;
-#pragma omp simd
-            for (int64_t j = 0; j < cols; ++j) dots[j] += ub * row[j];
-          }
-          T tile_loss = T(0);
-#pragma omp simd reduction(+ : tile_loss)
-          for (int64_t j = 0; j < cols; ++j) {
-            const bool sim = labels.similar(i, j0 + j);
-            const T s = sim ? T(1) : T(-1);
-            const T w = (c.symmetric && i == j0 + j) ? T(0) : (sim ? w_sim : w_dis);
-            T e = -lam * s * dots[j] * inv_bits;
-            T pass = T(1);
-            if (c.clamped) {
-              pass = (e < -clamp || e > clamp) ? T(0) : T(1);
-              e = e < -clamp ? -clamp : (e > clamp ? clamp : e);
-            }
-            const T we = w * exp_vectorisable(e);
-            tile_loss += we;
-            coef[j] = -lam * s * we * inv_bits * pass;
-          }
-          loss += static_cast<double>(tile_loss);
-          if (!grad_u) continue;
-          T* gui = grad_u + i * nbits;
-          for (int64_t j = 0; j < cols; ++j) {
-            const T cj = coef[j];
-            if (cj == T(0)) continue;
-            const T* vj = v + (j0 + j) * nbits;
-            T* gvj = gv->data() + (j0 + j) * nbits;
-#pragma omp simd
-            for (int64_t b = 0; b < nbits; ++b) {
-              gui[b] += cj * vj[b];
-              gvj[b] += cj * ui[b];
-            }
-          }
-        }
-      }
+    for (int64_t rb = rb_begin; rb < rb_end; ++rb) {
+      const int64_t i0 = rb * RI, rows = std::min(RI, n - i0);
+      for (int64_t j0 = 0; j0 < m; j0 += TJ)
+        loss += static_cast<double>(tile(u, v, vt.data(), mp, i0, rows, j0, std::min(TJ, m - j0),
+                                         nbits, labels, c, grad_u, gv));
     }
     loss_per_thread[thread] += loss;
   });
