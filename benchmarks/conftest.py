@@ -24,10 +24,18 @@ def pytest_addoption(parser):
 
 
 def record(section: str, case: str, impl: str, seconds: float, work: float = 0.0, unit: str = "") -> None:
+    """One timing (seconds) of impl; work/unit turn it into a rate (e.g. distances per second)."""
     row = ROWS.setdefault((section, case), {})
     row[impl] = seconds
     if work:
         row["work"], row["unit"] = work, unit
+
+
+def record_memory(section: str, case: str, impl: str, nbytes: float) -> None:
+    """One peak-memory figure of impl, shown in MiB; the ratio column compares memory."""
+    row = ROWS.setdefault((section, case), {})
+    row[impl] = nbytes
+    row["unit"] = "bytes"
 
 
 def median_seconds(benchmark) -> float:
@@ -37,16 +45,19 @@ def median_seconds(benchmark) -> float:
 def _table(section: str) -> str:
     rows = [(case, r) for (s, case), r in ROWS.items() if s == section]
     anchors = sorted({k for _, r in rows for k in r if k not in ("pyhash", "work", "unit")})
-    lines = ["| case | pyhash | " + " | ".join(anchors) + " | " + " | ".join(f"speed-up vs {a}" for a in anchors) + " |"]
+    gain = "ratio (anchor / pyhash)" if any(r.get("unit") == "bytes" for _, r in rows) else "speed-up"
+    lines = ["| case | pyhash | " + " | ".join(anchors) + " | " + " | ".join(f"{gain} vs {a}" for a in anchors) + " |"]
     lines.append("|" + " --- |" * (2 + 2 * len(anchors)))
     for case, r in rows:
         def fmt(impl):
             if impl not in r:
                 return "-"
             s = r[impl]
+            if r.get("unit") == "bytes":
+                return f"{s / 2**20:.1f} MiB"
             rate = f" ({r['work'] / s / 1e9:.2f} G{r['unit']}/s)" if r.get("work") else ""
             return f"{s * 1e3:.1f} ms{rate}"
-        ratios = [f"{r[a] / r['pyhash']:.1f}x" if a in r and "pyhash" in r else "-" for a in anchors]
+        ratios = [f"{r[a] / r['pyhash']:.1f}x" if a in r and r.get("pyhash") else "-" for a in anchors]
         lines.append(f"| {case} | {fmt('pyhash')} | " + " | ".join(fmt(a) for a in anchors) + " | " + " | ".join(ratios) + " |")
     return "\n".join(lines)
 
