@@ -148,4 +148,34 @@ at::Tensor surrogate_backward(const at::Tensor& grad_u, const at::Tensor& z, dou
   return grad.to(z.scalar_type());
 }
 
+LossSetup setup_loss(const at::Tensor& z, const at::Tensor& labels,
+                     const c10::optional<at::Tensor>& y, const c10::optional<at::Tensor>& y_labels,
+                     double beta, double clamp, c10::string_view surrogate,
+                     c10::string_view weighting, bool y_is_codes) {
+  LossSetup setup;
+  setup.surrogate = parse_surrogate(std::string(surrogate));
+  setup.weighting = parse_weighting(std::string(weighting));
+  TORCH_CHECK(clamp > 0, "clamp must be > 0, got ", clamp);
+  setup.inputs = prepare_loss_inputs(z, labels, y, y_labels, beta, setup.surrogate, y_is_codes);
+  const int64_t n = setup.inputs.u.size(0), m = setup.inputs.v.size(0);
+  setup.pairs = setup.inputs.symmetric ? n * (n - 1) : n * m;
+  return setup;
+}
+
+std::tuple<at::Tensor, at::Tensor> finish_gradients(const at::Tensor& grad_u,
+                                                    const at::Tensor& grad_v, const at::Tensor& z,
+                                                    const c10::optional<at::Tensor>& y,
+                                                    double beta, Surrogate surrogate,
+                                                    bool y_is_codes) {
+  at::Tensor grad_z = at::empty({0}, z.options());
+  at::Tensor grad_y = at::empty({0}, z.options());
+  if (!grad_u.defined()) return {grad_z, grad_y};
+  grad_z = surrogate_backward(grad_u, z, beta, surrogate).contiguous();
+  if (grad_v.defined()) {
+    grad_y = (y_is_codes ? grad_v.to(z.scalar_type()) : surrogate_backward(grad_v, *y, beta, surrogate))
+                 .contiguous();
+  }
+  return {grad_z, grad_y};
+}
+
 }  // namespace pyhash

@@ -48,6 +48,27 @@ struct LossInputs {
   bool symmetric;
 };
 
+// Everything an op needs before its kernels run: parsed options, kernel inputs, pair count.
+struct LossSetup {
+  Surrogate surrogate;
+  Weighting weighting;
+  LossInputs inputs;
+  int64_t pairs;  // n (n - 1) symmetric, n m asymmetric
+};
+
+LossSetup setup_loss(const at::Tensor& z, const at::Tensor& labels,
+                     const c10::optional<at::Tensor>& y, const c10::optional<at::Tensor>& y_labels,
+                     double beta, double clamp, c10::string_view surrogate,
+                     c10::string_view weighting, bool y_is_codes);
+
+// (grad_z, grad_y) in z's dtype from dL/du and dL/dv (grad_v undefined in the symmetric form,
+// where grad_u must already hold both sides); empty tensors when grad_u is undefined.
+std::tuple<at::Tensor, at::Tensor> finish_gradients(const at::Tensor& grad_u,
+                                                    const at::Tensor& grad_v, const at::Tensor& z,
+                                                    const c10::optional<at::Tensor>& y,
+                                                    double beta, Surrogate surrogate,
+                                                    bool y_is_codes);
+
 // Checks user inputs and builds the kernel inputs (everything O((n + m) B)).
 LossInputs prepare_loss_inputs(const at::Tensor& z, const at::Tensor& labels,
                                const c10::optional<at::Tensor>& y,

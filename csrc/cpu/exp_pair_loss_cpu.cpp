@@ -246,21 +246,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const LossInputs& in, Labels 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cpu(
     const at::Tensor& z, const at::Tensor& labels, const c10::optional<at::Tensor>& y,
     const c10::optional<at::Tensor>& y_labels, double lam, double beta, double clamp,
-    c10::string_view surrogate_name, c10::string_view weighting_name, bool y_is_codes,
-    bool compute_grad) {
-  const Surrogate surrogate = parse_surrogate(std::string(surrogate_name));
-  const Weighting weighting = parse_weighting(std::string(weighting_name));
-  TORCH_CHECK(clamp > 0, "clamp must be > 0, got ", clamp);
-  const LossInputs in = prepare_loss_inputs(z, labels, y, y_labels, beta, surrogate, y_is_codes);
+    c10::string_view surrogate, c10::string_view weighting, bool y_is_codes, bool compute_grad) {
+  const LossSetup setup =
+      setup_loss(z, labels, y, y_labels, beta, clamp, surrogate, weighting, y_is_codes);
+  const LossInputs& in = setup.inputs;
   const int64_t n = in.u.size(0), m = in.v.size(0), nbits = in.u.size(1);
-  const int64_t pairs = in.symmetric ? n * (n - 1) : n * m;
 
   std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
   auto dispatch = [&](auto lab) {
     int64_t similar = 0;
-    if (weighting == Weighting::Balanced && pairs > 0) similar = count_similar(lab, n, m, in.symmetric);
-    const PairConstants c = pair_constants(pairs, similar, lam, clamp, surrogate, weighting,
-                                           in.symmetric, nbits);
+    if (setup.weighting == Weighting::Balanced && setup.pairs > 0)
+      similar = count_similar(lab, n, m, in.symmetric);
+    const PairConstants c = pair_constants(setup.pairs, similar, lam, clamp, setup.surrogate,
+                                           setup.weighting, in.symmetric, nbits);
     out = run(in, lab, c, compute_grad);
   };
   if (in.multilabel) {
@@ -269,22 +267,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cpu(
   } else {
     dispatch(SingleLabel{in.labels_u.data_ptr<int64_t>(), in.labels_v.data_ptr<int64_t>()});
   }
-
-  at::Tensor loss = std::get<0>(out).to(z.scalar_type());
-  at::Tensor grad_z = at::empty({0}, z.options());
-  at::Tensor grad_y = at::empty({0}, z.options());
-  if (compute_grad) {
-    at::Tensor grad_u = std::get<1>(out);
-    if (in.symmetric) {
-      grad_u = grad_u + std::get<2>(out);
-    } else {
-      grad_y = y_is_codes ? std::get<2>(out).to(z.scalar_type())
-                          : surrogate_backward(std::get<2>(out), *y, beta, surrogate);
-    }
-    grad_z = surrogate_backward(grad_u, z, beta, surrogate).contiguous();
-    if (grad_y.numel()) grad_y = grad_y.contiguous();
+  at::Tensor grad_u = std::get<1>(out), grad_v = std::get<2>(out);
+  if (compute_grad && in.symmetric) {  // u plays both roles: add the column side to the row side
+    grad_u = grad_u + grad_v;
+    grad_v = at::Tensor();
   }
-  return {loss, grad_z, grad_y};
+  auto grads = finish_gradients(grad_u, grad_v, z, y, beta, setup.surrogate, y_is_codes);
+  return {std::get<0>(out).to(z.scalar_type()), std::get<0>(grads), std::get<1>(grads)};
 }
 
 }  // namespace

@@ -19,23 +19,21 @@ void check_launch() {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cuda(
     const at::Tensor& z, const at::Tensor& labels, const c10::optional<at::Tensor>& y,
     const c10::optional<at::Tensor>& y_labels, double lam, double beta, double clamp,
-    c10::string_view surrogate_name, c10::string_view weighting_name, bool y_is_codes,
-    bool compute_grad) {
-  const Surrogate surrogate = parse_surrogate(std::string(surrogate_name));
-  const Weighting weighting = parse_weighting(std::string(weighting_name));
-  TORCH_CHECK(clamp > 0, "clamp must be > 0, got ", clamp);
+    c10::string_view surrogate, c10::string_view weighting, bool y_is_codes, bool compute_grad) {
   const c10::cuda::CUDAGuard guard(z.device());
-  const LossInputs in = prepare_loss_inputs(z, labels, y, y_labels, beta, surrogate, y_is_codes);
+  const LossSetup setup =
+      setup_loss(z, labels, y, y_labels, beta, clamp, surrogate, weighting, y_is_codes);
+  const LossInputs& in = setup.inputs;
   const int64_t n = in.u.size(0), m = in.v.size(0), nbits = in.u.size(1);
   const int64_t words = in.multilabel ? in.labels_u.size(1) : 0;
   const int64_t element = in.u.element_size();
   TORCH_CHECK(cuda::loss_rows_supported(nbits, element), "exp_pair_loss on CUDA supports up to ",
               "about 2000 bits (1000 in float64); got ", nbits);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  const int64_t pairs = in.symmetric ? n * (n - 1) : n * m;
+  const int64_t pairs = setup.pairs;
 
   int64_t similar = 0;
-  if (weighting == Weighting::Balanced && pairs > 0) {
+  if (setup.weighting == Weighting::Balanced && pairs > 0) {
     at::Tensor count = at::zeros({1}, in.u.options().dtype(at::kLong));
     cuda::count_similar_pairs(in.labels_u.data_ptr<int64_t>(), in.labels_v.data_ptr<int64_t>(), n,
                               m, words, in.symmetric,
@@ -43,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cuda(
     check_launch();
     similar = count.item<int64_t>();
   }
-  const PairConstants pc = pair_constants(pairs, similar, lam, clamp, surrogate, weighting,
+  const PairConstants pc = pair_constants(pairs, similar, lam, clamp, setup.surrogate, setup.weighting,
                                           in.symmetric, nbits);
   const cuda::LossKernelConstants kc{pc.lam, pc.clamp, pc.weight_similar, pc.weight_dissimilar,
                                      pc.clamped, pc.symmetric};
@@ -68,17 +66,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cuda(
   });
 
   at::Tensor loss = partials.sum().to(z.scalar_type());
-  at::Tensor grad_z = at::empty({0}, z.options());
-  at::Tensor grad_y = at::empty({0}, z.options());
-  if (compute_grad) {
-    // Symmetric form: the coefficients are symmetric, so the column side equals the row side.
-    if (in.symmetric) grad_u = grad_u * 2;
-    grad_z = surrogate_backward(grad_u, z, beta, surrogate).contiguous();
-    if (!in.symmetric)
-      grad_y = (y_is_codes ? grad_v.to(z.scalar_type()) : surrogate_backward(grad_v, *y, beta, surrogate))
-                   .contiguous();
-  }
-  return {loss, grad_z, grad_y};
+  // Symmetric form: the coefficients are symmetric, so the column side equals the row side.
+  if (compute_grad && in.symmetric) grad_u = grad_u * 2;
+  auto grads = finish_gradients(grad_u, grad_v, z, y, beta, setup.surrogate, y_is_codes);
+  return {loss, std::get<0>(grads), std::get<1>(grads)};
 }
 
 }  // namespace
