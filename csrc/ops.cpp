@@ -20,6 +20,12 @@ TORCH_LIBRARY(pyhash, m) {
       "exp_pair_loss(Tensor z, Tensor labels, Tensor? y, Tensor? y_labels, float lam, float beta, "
       "float clamp, str surrogate, str weighting, bool y_is_codes, bool compute_grad) -> (Tensor, "
       "Tensor, Tensor)");
+  // Retrieval statistics (pyhash.metrics): per-query histograms over distance of all and of
+  // relevant database items, and, with ties broken by database position, the sum of precisions
+  // at the ranks of the relevant items within topk and how many relevant items are within topk.
+  m.def(
+      "hamming_retrieval_stats(Tensor queries, Tensor database, Tensor query_labels, Tensor "
+      "database_labels, int topk) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace {
