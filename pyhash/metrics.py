@@ -263,3 +263,14 @@ def pr_curve(query_codes, database_codes, query_labels, database_labels, *, by="
     precision = [precision_at_k(query_codes, database_codes, query_labels, database_labels, int(k), ties=ties) for k in ks]
     recall = [recall_at_k(query_codes, database_codes, query_labels, database_labels, int(k), ties=ties) for k in ks]
     return ks, np.array(precision), np.array(recall)
+
+
+@torch.library.register_fake("pyhash::hamming_retrieval_stats")
+def _retrieval_stats_fake(queries, database, query_labels, database_labels, topk):
+    bins = queries.shape[1] * 8 + 1
+    return (
+        queries.new_empty((queries.shape[0], bins), dtype=torch.int64),
+        queries.new_empty((queries.shape[0], bins), dtype=torch.int64),
+        queries.new_empty((queries.shape[0],), dtype=torch.float64),
+        queries.new_empty((queries.shape[0],), dtype=torch.int64),
+    )

@@ -172,3 +172,9 @@ def test_cpu_and_cuda_agree():
     for a, b in [(cpu.total, gpu.total), (cpu.relevant, gpu.relevant), (cpu.hits, gpu.hits)]:
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(cpu.precision_sum, gpu.precision_sum, rtol=1e-12)
+
+
+def test_opcheck(device):
+    q, db, ql, dl = _random_case(4, nq=6, nd=50, nbytes=3)
+    args = [torch.from_numpy(x).to(device) for x in (q, db, ql, dl)]
+    torch.library.opcheck(torch.ops.pyhash.hamming_retrieval_stats.default, (*args, 20))

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cpu/popcount.h"
@@ -50,52 +51,72 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> hamming_retrieval_sta
   double* psum = precision_sum.data_ptr<double>();
   int64_t* hit_count = hits.data_ptr<int64_t>();
 
-  at::parallel_for(0, nq, 1, [&](int64_t qb, int64_t qe) {
-    std::vector<uint16_t> dist(nd);
-    std::vector<uint8_t> is_rel(nd);
-    std::vector<uint64_t> out(kBlock);
-    std::vector<int64_t> seen_total(bins), seen_rel(bins), before_total(bins), before_rel(bins);
-    for (int64_t qi = qb; qi < qe; ++qi) {
-      int64_t* t = tot + qi * bins;
-      int64_t* r = rel + qi * bins;
-      for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t count = std::min(kBlock, nd - b * kBlock);
-        distances(q + qi * nwords, nwords, transposed.data() + b * nwords * kBlock, kBlock, count, out.data());
-        for (int64_t i = 0; i < count; ++i) {
-          const int64_t j = b * kBlock + i;
-          const uint64_t dj = out[i];
-          const bool hit = ql.relevant(qi, dl, j);
-          dist[j] = static_cast<uint16_t>(dj);
-          is_rel[j] = hit;
-          ++t[dj];
-          r[dj] += hit;
+  auto per_query = [&](auto is_relevant) {
+    at::parallel_for(0, nq, 1, [&](int64_t qb, int64_t qe) {
+      std::vector<uint16_t> dist(nd);
+      std::vector<uint8_t> is_rel(nd);
+      std::vector<uint64_t> out(kBlock);
+      // Four interleaved histograms break the store-to-load chains of repeated distances.
+      std::vector<int64_t> t4(4 * bins), r4(4 * bins);
+      std::vector<int64_t> seen_rel(bins), before_total(bins), before_rel(bins);
+      for (int64_t qi = qb; qi < qe; ++qi) {
+        std::fill(t4.begin(), t4.end(), 0);
+        std::fill(r4.begin(), r4.end(), 0);
+        for (int64_t b = 0; b < nblocks; ++b) {
+          const int64_t count = std::min(kBlock, nd - b * kBlock);
+          distances(q + qi * nwords, nwords, transposed.data() + b * nwords * kBlock, kBlock, count,
+                    out.data());
+          const int64_t j0 = b * kBlock;
+          for (int64_t i = 0; i < count; ++i) {
+            const uint64_t dj = out[i];
+            const bool hit = is_relevant(qi, j0 + i);
+            dist[j0 + i] = static_cast<uint16_t>(dj);
+            is_rel[j0 + i] = hit;
+            ++t4[(i & 3) * bins + dj];
+            r4[(i & 3) * bins + dj] += hit;
+          }
         }
-      }
-      // Second pass in position order: exact ranks with ties broken by position.
-      int64_t acc_t = 0, acc_r = 0;
-      for (int64_t k = 0; k < bins; ++k) {
-        before_total[k] = acc_t;
-        before_rel[k] = acc_r;
-        acc_t += t[k];
-        acc_r += r[k];
-        seen_total[k] = seen_rel[k] = 0;
-      }
-      double sum = 0.0;
-      int64_t found = 0;
-      for (int64_t j = 0; j < nd; ++j) {
-        const int64_t k = dist[j];
-        const int64_t rank = before_total[k] + ++seen_total[k];
-        if (!is_rel[j]) continue;
-        const int64_t rel_rank = before_rel[k] + ++seen_rel[k];
-        if (rank <= topk) {
-          sum += static_cast<double>(rel_rank) / static_cast<double>(rank);
-          ++found;
+        int64_t* t = tot + qi * bins;
+        int64_t* r = rel + qi * bins;
+        for (int64_t k = 0; k < bins; ++k) {
+          t[k] = t4[k] + t4[bins + k] + t4[2 * bins + k] + t4[3 * bins + k];
+          r[k] = r4[k] + r4[bins + k] + r4[2 * bins + k] + r4[3 * bins + k];
         }
+        // Second pass in position order: exact ranks with ties broken by position.
+        // Items seen so far per distance are counted in four interleaved counters (as above).
+        int64_t acc_t = 0, acc_r = 0;
+        for (int64_t k = 0; k < bins; ++k) {
+          before_total[k] = acc_t;
+          before_rel[k] = acc_r;
+          acc_t += t[k];
+          acc_r += r[k];
+          seen_rel[k] = 0;
+        }
+        std::fill(t4.begin(), t4.end(), 0);
+        double sum = 0.0;
+        int64_t found = 0;
+        for (int64_t j = 0; j < nd; ++j) {
+          const int64_t k = dist[j];
+          ++t4[(j & 3) * bins + k];
+          if (!is_rel[j]) continue;
+          const int64_t rank =
+              before_total[k] + t4[k] + t4[bins + k] + t4[2 * bins + k] + t4[3 * bins + k];
+          const int64_t rel_rank = before_rel[k] + ++seen_rel[k];
+          if (rank <= topk) {
+            sum += static_cast<double>(rel_rank) / static_cast<double>(rank);
+            ++found;
+          }
+        }
+        psum[qi] = sum;
+        hit_count[qi] = found;
       }
-      psum[qi] = sum;
-      hit_count[qi] = found;
-    }
-  });
+    });
+  };
+  if (ql.words == 0) {
+    per_query([&](int64_t qi, int64_t j) { return ql.data[qi] == dl.data[j]; });
+  } else {
+    per_query([&](int64_t qi, int64_t j) { return ql.relevant(qi, dl, j); });
+  }
   return {total, relevant, precision_sum, hits};
 }
 
