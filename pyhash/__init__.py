@@ -13,7 +13,7 @@ from pyhash.codes import pack_codes, unpack_codes  # noqa: E402
 from pyhash.ops.hamming import hamming_distance, hamming_knn, hamming_range  # noqa: E402
 from pyhash.ops.loss import exp_pair_loss  # noqa: E402
 from pyhash.search import HammingSearch  # noqa: E402
-from pyhash import metrics, nn  # noqa: E402
+from pyhash import metrics, nn, protocols  # noqa: E402
 
 __all__ = [
     "HammingSearch",
@@ -23,6 +23,7 @@ __all__ = [
     "hamming_range",
     "metrics",
     "nn",
+    "protocols",
     "pack_codes",
     "unpack_codes",
     "__version__",

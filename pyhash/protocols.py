@@ -1,0 +1,95 @@
+"""Named, seeded evaluation protocols: which images are queries, database and training set.
+
+Indices refer to a dataset's images in official order, training images first, then test images
+(CIFAR-10: 50,000 + 10,000; MNIST: 60,000 + 10,000). A split is a pure function of
+(protocol, labels, seed) and is saved as index lists next to every result.
+
+=====================  =========================  ==========================  ==================
+protocol               queries                    database                    training
+=====================  =========================  ==========================  ==================
+``<data>-1k``          1,000 (100 per class)      all other images            5,000 (500 per
+                       from all images                                        class) from the
+                                                                              database
+``<data>-1k-disjoint`` as ``-1k``                 the other images minus the  as ``-1k``
+                                                  training set
+``<data>-10k``         the 10,000 official test   the official training       the official
+                       images                     images                      training images
+=====================  =========================  ==========================  ==================
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+DATASETS = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
+PROTOCOLS = tuple(f"{d}-{p}" for d in DATASETS for p in ("1k", "1k-disjoint", "10k"))
+QUERIES_PER_CLASS = 100
+TRAIN_PER_CLASS = 500
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index lists (int64, ascending) into the dataset's images, train then test order."""
+
+    protocol: str
+    seed: int
+    query: np.ndarray
+    database: np.ndarray
+    train: np.ndarray
+
+    def save(self, path) -> None:
+        """Write the split to ``path`` (.npz) atomically."""
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(prefix=".split-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, protocol=self.protocol, seed=self.seed, query=self.query, database=self.database, train=self.train)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path) -> "Split":
+        with np.load(path, allow_pickle=False) as f:
+            return cls(str(f["protocol"]), int(f["seed"]), f["query"], f["database"], f["train"])
+
+
+def make_split(protocol: str, labels, seed: int = 0) -> Split:
+    """The split of ``protocol`` for a dataset with these labels (int[N], train then test).
+
+    Raises ValueError for an unknown protocol, labels of the wrong length, or a class too small
+    for the per-class quotas.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    dataset, _, shape = protocol.partition("-")
+    n_train, n_test = DATASETS[dataset]
+    labels = np.asarray(labels)
+    if labels.shape != (n_train + n_test,):
+        raise ValueError(
+            f"{protocol} needs the labels of all {n_train + n_test} {dataset} images (train then test), got shape {labels.shape}"
+        )
+    everything = np.arange(n_train + n_test, dtype=np.int64)
+    if shape == "10k":
+        train = everything[:n_train]
+        return Split(protocol, seed, everything[n_train:], train.copy(), train)
+    rng = np.random.default_rng(seed)
+    query, train = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.nonzero(labels == c)[0])
+        if len(members) < QUERIES_PER_CLASS + TRAIN_PER_CLASS:
+            raise ValueError(f"class {c} has only {len(members)} images")
+        query.append(members[:QUERIES_PER_CLASS])
+        train.append(members[QUERIES_PER_CLASS : QUERIES_PER_CLASS + TRAIN_PER_CLASS])
+    query = np.sort(np.concatenate(query))
+    train = np.sort(np.concatenate(train))
+    database = np.setdiff1d(everything, query)
+    if shape == "1k-disjoint":
+        database = np.setdiff1d(database, train)
+    return Split(protocol, seed, query, database, train)

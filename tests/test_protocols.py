@@ -1,0 +1,73 @@
+"""Named split protocols: sizes, balance, disjointness, seeding, persistence."""
+
+import numpy as np
+import pytest
+
+from pyhash.protocols import PROTOCOLS, Split, make_split
+
+
+def _labels(dataset):
+    n = {"cifar10": 60_000, "mnist": 70_000}[dataset]
+    return np.random.default_rng(1).permutation(np.arange(n) % 10)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_sizes_balance_and_disjointness(protocol):
+    dataset = protocol.split("-")[0]
+    labels = _labels(dataset)
+    split = make_split(protocol, labels, seed=3)
+    n = len(labels)
+    n_test = 10_000
+    assert len(np.intersect1d(split.query, split.database)) == 0
+    if protocol.endswith("10k"):
+        assert len(split.query) == n_test and split.query[0] == n - n_test
+        assert len(split.database) == n - n_test and np.array_equal(split.train, split.database)
+        return
+    assert len(split.query) == 1000 and len(split.train) == 5000
+    assert np.all(np.bincount(labels[split.query]) == 100)
+    assert np.all(np.bincount(labels[split.train]) == 500)
+    if protocol.endswith("disjoint"):
+        assert len(split.database) == n - 6000
+        assert len(np.intersect1d(split.train, split.database)) == 0
+    else:
+        assert len(split.database) == n - 1000
+        assert np.all(np.isin(split.train, split.database))
+
+
+def test_seeded_and_deterministic():
+    labels = _labels("cifar10")
+    a, b = make_split("cifar10-1k", labels, seed=0), make_split("cifar10-1k", labels, seed=0)
+    c = make_split("cifar10-1k", labels, seed=1)
+    assert np.array_equal(a.query, b.query) and np.array_equal(a.train, b.train)
+    assert not np.array_equal(a.query, c.query)
+
+
+def test_save_load_roundtrip(tmp_path):
+    split = make_split("mnist-1k-disjoint", _labels("mnist"), seed=7)
+    path = tmp_path / "split.npz"
+    split.save(path)
+    loaded = Split.load(path)
+    assert loaded.protocol == split.protocol and loaded.seed == 7
+    for name in ("query", "database", "train"):
+        assert np.array_equal(getattr(loaded, name), getattr(split, name))
+    assert [p.name for p in tmp_path.iterdir()] == ["split.npz"]
+
+
+def test_real_mnist_labels(data_dir):
+    with np.load(data_dir / "mnist.npz") as f:
+        labels = np.concatenate([f["y_train"], f["y_test"]])
+    split = make_split("mnist-1k", labels)
+    assert np.all(np.bincount(labels[split.query]) == 100)
+
+
+@pytest.mark.parametrize(
+    "protocol, labels, match",
+    [
+        ("cifar100-1k", np.zeros(60_000), "unknown protocol"),
+        ("cifar10-1k", np.zeros(100), "labels of all 60000"),
+        ("mnist-1k", np.r_[np.zeros(69_500, dtype=int), np.ones(500, dtype=int)], "class 1 has only 500"),
+    ],
+)
+def test_errors(protocol, labels, match):
+    with pytest.raises(ValueError, match=match):
+        make_split(protocol, labels)
