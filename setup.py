@@ -137,7 +137,7 @@ setup(
     packages=find_packages(include=["pyhash", "pyhash.*"]),
     package_data={"pyhash": ["data/*.npz"]},
     python_requires=">=3.9",
-    install_requires=["torch>=2.4,<=2.14.1", "numpy"],
+    install_requires=["torch>=2.4,<=2.14.1", "torchvision", "numpy", "tqdm", "matplotlib"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "faiss-cpu"],
     },

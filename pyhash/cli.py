@@ -1,15 +1,122 @@
-"""The ``pyhash`` command line."""
+"""The ``pyhash`` command line: demo, train, eval, encode, index, search, search-demo, info."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _config(args):
+    from pyhash.train import TrainConfig
+
+    return TrainConfig(
+        nbits=args.bits,
+        trunk=args.trunk,
+        epochs={"classify": args.epochs_classify, "bottleneck": args.epochs_bottleneck, "hash": args.epochs_hash},
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lam=args.lam,
+        surrogate=args.surrogate,
+        weighting=args.weighting,
+        memory_bank=not args.no_memory_bank,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+
+
+def _print_metrics(result: dict) -> None:
+    for key, value in result.items():
+        print(f"  {key:28} {value:.4f}" if isinstance(value, float) else f"  {key:28} {value}")
 
 
 def _demo(args) -> int:
+    from pyhash.run import SAMPLE_PROTOCOL, run_training
+
+    print(f"Training a {args.bits}-bit LeNet hash network on the bundled MNIST sample (3,000 training images) ...")
+    result = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
+    print(f"Results on 1,000 held-out queries against a 9,000-image database (run folder: {args.out}):")
+    _print_metrics(result)
+    print(f"Plots: {', '.join(sorted(p.name for p in Path(args.out).glob('*.png')))}")
+    return 0
+
+
+def _train(args) -> int:
+    from pyhash.run import run_training
+
+    result = run_training(args.dataset, args.protocol, _config(args), args.out, data_dir=args.data_dir, resume=args.resume)
+    print(f"Run folder: {args.out}")
+    _print_metrics(result)
+    return 0
+
+
+def _eval(args) -> int:
+    from pyhash.run import evaluate, load_run, prepare
+
+    model, info, split = load_run(args.run)
+    images, labels, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
+    result = evaluate(model, images, labels, split)
+    _print_metrics(result)
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _encode(args) -> int:
+    import torch
+
+    from pyhash.run import load_run
+    from pyhash.train import normalise_images
+
+    model, _, _ = load_run(args.run)
+    images = np.load(args.input, allow_pickle=False)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"--input must hold uint8 images [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+    codes = model.encode(normalise_images(images)).numpy()
+    np.save(args.output, codes)
+    print(f"{len(codes)} codes of {model.nbits} bits ({codes.shape[1]} bytes each) -> {args.output}")
+    return 0
+
+
+def _index(args) -> int:
+    import pyhash
+    from pyhash.run import load_run, prepare
+
+    model, info, split = load_run(args.run)
+    images, _, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
+    codes = model.encode(images[split.database])
+    index = pyhash.HammingSearch(codes.shape[1] * 8)
+    index.add(codes, ids=split.database)
+    output = args.output or str(Path(args.run) / "database.phx")
+    index.save(output)
+    print(f"Indexed {index.ntotal} database images (ids = dataset positions) -> {output}")
+    return 0
+
+
+def _search(args) -> int:
+    import pyhash
+
+    index = pyhash.HammingSearch.load(args.index)
+    queries = np.load(args.query, allow_pickle=False)
+    if args.radius is not None:
+        lims, D, I = index.range_search(queries, args.radius)
+        for q in range(len(queries)):
+            print(f"query {q}: " + " ".join(f"{i}:{d}" for i, d in zip(I[lims[q]:lims[q + 1]], D[lims[q]:lims[q + 1]])))
+    else:
+        D, I = index.search(queries, args.k)
+        for q in range(len(queries)):
+            print(f"query {q}: " + " ".join(f"{i}:{d}" for i, d in zip(I[q], D[q]) if i >= 0))
+    return 0
+
+
+def _search_demo(args) -> int:
     from pyhash import demo
 
     results = demo.run(nbits=args.bits, k=args.k, queries=args.queries, device=args.device, seed=args.seed)
-    ok = results["exact_vs_reference"] and results["save_load_roundtrip"]
-    return 0 if ok else 1
+    return 0 if results["exact_vs_reference"] and results["save_load_roundtrip"] else 1
 
 
 def _info(args) -> int:
@@ -19,21 +126,77 @@ def _info(args) -> int:
     return 0
 
 
+def _training_arguments(parser, bits, classify, bottleneck, hash_epochs):
+    parser.add_argument("--bits", type=int, default=bits, help=f"code length B, any integer from 8 (default {bits})")
+    parser.add_argument("--trunk", default="lenet", help="lenet (28x28 grey), fastresnet (32x32 colour) or a torchvision model name")
+    parser.add_argument("--epochs-classify", type=int, default=classify, help=f"stage 1, classification pre-training (default {classify}; 0 skips it)")
+    parser.add_argument("--epochs-bottleneck", type=int, default=bottleneck, help=f"stage 2, hash-bottleneck pre-training (default {bottleneck}; 0 skips it)")
+    parser.add_argument("--epochs-hash", type=int, default=hash_epochs, help=f"stage 3, exponentiated pairwise loss (default {hash_epochs})")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--lam", type=float, default=2.0, help="lambda of the exponentiated loss (default 2)")
+    parser.add_argument("--surrogate", default="tanh", choices=["tanh", "bilinear", "cosine"])
+    parser.add_argument("--weighting", default="balanced", choices=["uniform", "balanced"])
+    parser.add_argument("--no-memory-bank", action="store_true", help="stage 3 with in-batch pairs only")
+    parser.add_argument("--no-augment", action="store_true", help="no random affine augmentation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyhash", description="Deep hashing and fast exact Hamming search.")
+    parser = argparse.ArgumentParser(prog="pyhash", description="Deep hashing (Mu & Liu, AAAI 2017) and fast exact Hamming search.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="search real MNIST codes with HammingSearch (bundled data, no download)",
-        description="Encode the bundled MNIST test images to binary codes, search them exactly by "
-        "Hamming distance, check against the reference implementation, and report speed and precision.",
-    )
-    demo.add_argument("--bits", type=int, default=64, help="code length in bits, a multiple of 8 (default 64)")
-    demo.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
-    demo.add_argument("--queries", type=int, default=1000, help="number of query images (default 1000)")
-    demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the random projection (default 0)")
+
+    demo = sub.add_parser("demo", help="train on the bundled MNIST sample (CPU, minutes), print mAP and P@H<=2, write plots",
+                          description="Train a hash network on the bundled MNIST sample (no download), evaluate it and write a run folder with plots.")
+    _training_arguments(demo, bits=32, classify=4, bottleneck=1, hash_epochs=2)
+    demo.add_argument("--out", default="pyhash-demo", help="run folder (default ./pyhash-demo)")
     demo.set_defaults(func=_demo)
+
+    tr = sub.add_parser("train", help="train on MNIST/CIFAR-10 with a named protocol", description="Train, evaluate and write a run folder.")
+    tr.add_argument("--dataset", required=True, choices=["mnist", "cifar10", "mnist-sample"])
+    tr.add_argument("--protocol", required=True, help="mnist-1k, mnist-1k-disjoint, mnist-10k, cifar10-1k, ... or 'sample'")
+    tr.add_argument("--out", required=True, help="run folder")
+    tr.add_argument("--data-dir", help="folder with the .npz archives or torchvision layouts (default $PYHASH_DATA)")
+    tr.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
+    _training_arguments(tr, bits=12, classify=8, bottleneck=3, hash_epochs=4)
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run folder on its protocol", description="Recompute the metrics of a finished run.")
+    ev.add_argument("run")
+    ev.add_argument("--data-dir")
+    ev.add_argument("--output", help="also write the metrics as JSON here")
+    ev.set_defaults(func=_eval)
+
+    en = sub.add_parser("encode", help="encode images (.npy, uint8) to packed codes (.npy)", description="Encode images with a trained run.")
+    en.add_argument("run")
+    en.add_argument("--input", required=True, help=".npy of uint8 images [N, H, W] or [N, H, W, C]")
+    en.add_argument("--output", required=True, help=".npy of packed codes uint8[N, ceil(B/8)]")
+    en.set_defaults(func=_encode)
+
+    ix = sub.add_parser("index", help="encode a run's database into a saved HammingSearch", description="Build and save the database index of a run.")
+    ix.add_argument("run")
+    ix.add_argument("--output", help="index file (default RUN/database.phx)")
+    ix.add_argument("--data-dir")
+    ix.set_defaults(func=_index)
+
+    se = sub.add_parser("search", help="search a saved index with packed query codes", description="Print id:distance of each query's results.")
+    se.add_argument("index")
+    se.add_argument("--query", required=True, help=".npy of packed query codes")
+    se.add_argument("--k", type=int, default=10)
+    se.add_argument("--radius", type=int, help="range search (d <= radius) instead of k-NN")
+    se.set_defaults(func=_search)
+
+    sd = sub.add_parser("search-demo", help="HammingSearch on random-projection codes of real MNIST images",
+                        description="Encode the bundled MNIST images with a seeded random projection and search them exactly.")
+    sd.add_argument("--bits", type=int, default=64)
+    sd.add_argument("--k", type=int, default=10)
+    sd.add_argument("--queries", type=int, default=1000)
+    sd.add_argument("--device", default="cpu")
+    sd.add_argument("--seed", type=int, default=0)
+    sd.set_defaults(func=_search_demo)
+
     info = sub.add_parser("info", help="how pyhash was built and which kernels are available")
     info.set_defaults(func=_info)
     return parser
@@ -43,7 +206,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, KeyError) as exc:
         print(f"pyhash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

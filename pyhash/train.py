@@ -41,6 +41,7 @@ class TrainConfig:
     weighting: str = "balanced"
     quantization: float = 0.0
     memory_bank: bool = True
+    augment: bool = True
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -118,6 +119,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
             batches = tqdm(batches, desc=f"{stage} epoch {epoch + 1}/{len(schedule)}", leave=False)
         for idx in batches:
             x, y = images[idx], labels[idx]
+            if config.augment:
+                x = random_affine(x)
             if stage == "classify":
                 loss = ce(model.trunk_classifier(model.trunk(x)), y)
             elif stage == "bottleneck":
@@ -147,6 +150,19 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                           "shuffle_rng": generator.get_state()}, out / "checkpoint.pt")
     model.eval()
     return model, history
+
+
+def random_affine(x: torch.Tensor, degrees: float = 10.0, scale: float = 0.1, shift: float = 0.1) -> torch.Tensor:
+    """Per-image random rotation, scaling and translation of float[N, C, H, W] (same shape out)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, device=x.device) * 2 - 1) * degrees * torch.pi / 180
+    factor = 1 + (torch.rand(n, device=x.device) * 2 - 1) * scale
+    move = (torch.rand(n, 2, device=x.device) * 2 - 1) * shift * 2  # grid units span [-1, 1]
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    theta = torch.stack([torch.stack([cos, -sin, move[:, 0]], 1), torch.stack([sin, cos, move[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    background = x.amin(dim=(1, 2, 3), keepdim=True)
+    return torch.nn.functional.grid_sample(x - background, grid, align_corners=False) + background
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """The README's commands are the ones CI runs, and the CLI works."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,15 @@ def _cli(*args, cwd, **kwargs):
 
 def test_cli_help_and_info(tmp_path):
     out = _cli("--help", cwd=tmp_path, check=True)
-    assert "demo" in out.stdout
+    for command in ("demo", "train", "eval", "encode", "index", "search", "search-demo", "info"):
+        assert command in out.stdout
+        assert _cli(command, "--help", cwd=tmp_path).returncode == 0
     out = _cli("info", cwd=tmp_path, check=True)
     assert "CPU popcount ISA" in out.stdout
 
 
-def test_cli_demo_runs_and_is_exact(tmp_path):
-    out = _cli("demo", "--queries", "200", cwd=tmp_path, timeout=600)
+def test_cli_search_demo_runs_and_is_exact(tmp_path):
+    out = _cli("search-demo", "--queries", "200", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "identical results: True" in out.stdout
     precision = float(out.stdout.split("precision@10 (same digit)")[1].split()[0])
@@ -43,8 +46,37 @@ def test_cli_demo_runs_and_is_exact(tmp_path):
 
 
 def test_cli_bad_argument_is_a_clear_error(tmp_path):
-    out = _cli("demo", "--bits", "12", cwd=tmp_path)
+    out = _cli("search-demo", "--bits", "12", cwd=tmp_path)
     assert out.returncode == 2 and "multiple of 8" in out.stderr
+    out = _cli("eval", str(tmp_path / "missing-run"), cwd=tmp_path)
+    assert out.returncode == 2 and "not a finished pyhash run" in out.stderr
+    out = _cli("train", "--dataset", "mnist", "--protocol", "mnist-1k", "--out", "r", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2 and "was not found" in out.stderr
+
+
+def test_cli_train_eval_encode_index_search(tmp_path):
+    """Every training command end to end on the bundled sample, with a few quick epochs."""
+    import numpy as np
+
+    quick = ["--epochs-classify", "1", "--epochs-bottleneck", "0", "--epochs-hash", "1", "--quiet"]
+    out = _cli("demo", "--out", "demo", *quick, cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert "mAP@ALL" in out.stdout and (tmp_path / "demo" / "pr_curve.png").exists()
+    out = _cli("train", "--dataset", "mnist-sample", "--protocol", "sample", "--bits", "12", "--out", "run", *quick,
+               cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["mAP@ALL"] > 0.5 and metrics["bits"] == 12
+    assert _cli("eval", "run", cwd=tmp_path).returncode == 0
+    from pyhash.data import bundled_mnist_test
+
+    np.save(tmp_path / "images.npy", bundled_mnist_test()[0][:5])
+    out = _cli("encode", "run", "--input", "images.npy", "--output", "codes.npy", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert np.load(tmp_path / "codes.npy").shape == (5, 2)
+    assert _cli("index", "run", cwd=tmp_path).returncode == 0
+    out = _cli("search", "run/database.phx", "--query", "codes.npy", "--k", "3", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.count("query") == 5
 
 
 def test_bundled_data_loads():
