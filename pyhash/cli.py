@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on the bundled MNIST sample (CPU, minutes), print mAP and P@H<=2, write plots",
                           description="Train a hash network on the bundled MNIST sample (no download), evaluate it and write a run folder with plots.")
-    _training_arguments(demo, bits=32, classify=4, bottleneck=1, hash_epochs=2)
+    _training_arguments(demo, bits=32, classify=10, bottleneck=2, hash_epochs=4)
     demo.add_argument("--out", default="pyhash-demo", help="run folder (default ./pyhash-demo)")
     demo.set_defaults(func=_demo)
 
