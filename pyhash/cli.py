@@ -34,12 +34,27 @@ def _print_metrics(result: dict) -> None:
 
 
 def _demo(args) -> int:
-    from pyhash.run import SAMPLE_PROTOCOL, run_training
+    import time
+
+    import pyhash
+    from pyhash.run import SAMPLE_PROTOCOL, load_run, prepare, run_training
 
     print(f"Training a {args.bits}-bit LeNet hash network on the bundled MNIST sample (3,000 training images) ...")
     result = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
     print(f"Results on 1,000 held-out queries against a 9,000-image database (run folder: {args.out}):")
     _print_metrics(result)
+    model, _, split = load_run(args.out)
+    images, labels, _ = prepare("mnist-sample", SAMPLE_PROTOCOL, seed=split.seed)
+    index = pyhash.HammingSearch(model.code_bytes * 8)
+    index.add(model.encode(images[split.database]), ids=split.database)
+    index.save(Path(args.out) / "database.phx")
+    queries = model.encode(images[split.query])
+    start = time.perf_counter()
+    _, ids = index.search(queries, 10)
+    took = time.perf_counter() - start
+    same = (labels[ids] == labels[split.query][:, None]).float().mean().item()
+    print(f"HammingSearch over the database codes: 10 nearest neighbours of 1,000 queries in {took * 1e3:.1f} ms, "
+          f"{same:.3f} of them of the query's digit (index saved to {Path(args.out) / 'database.phx'})")
     print(f"Plots: {', '.join(sorted(p.name for p in Path(args.out).glob('*.png')))}")
     return 0
 
