@@ -36,23 +36,22 @@ def _print_metrics(result: dict) -> None:
 def _demo(args) -> int:
     import time
 
-    import pyhash
-    from pyhash.run import SAMPLE_PROTOCOL, load_run, prepare, run_training
+    import torch
+
+    from pyhash.protocols import Split
+    from pyhash.run import SAMPLE_PROTOCOL, run_training, save_index
 
     print(f"Training a {args.bits}-bit LeNet hash network on the bundled MNIST sample (3,000 training images) ...")
-    result = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
+    result, codes = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
     print(f"Results on 1,000 held-out queries against a 9,000-image database (run folder: {args.out}):")
     _print_metrics(result)
-    model, _, split = load_run(args.out)
-    images, labels, _ = prepare("mnist-sample", SAMPLE_PROTOCOL, seed=split.seed)
-    index = pyhash.HammingSearch(model.code_bytes * 8)
-    index.add(model.encode(images[split.database]), ids=split.database)
-    index.save(Path(args.out) / "database.phx")
-    queries = model.encode(images[split.query])
+    split = Split.load(Path(args.out) / "split.npz")
+    index = save_index(codes, split, Path(args.out) / "database.phx")
     start = time.perf_counter()
-    _, ids = index.search(queries, 10)
+    _, ids = index.search(codes.query, 10)
     took = time.perf_counter() - start
-    same = (labels[ids] == labels[split.query][:, None]).float().mean().item()
+    rows = torch.from_numpy(np.searchsorted(split.database, ids.numpy()))  # ids are dataset positions
+    same = (codes.database_labels[rows] == codes.query_labels[:, None]).float().mean().item()
     print(f"HammingSearch over the database codes: 10 nearest neighbours of 1,000 queries in {took * 1e3:.1f} ms, "
           f"{same:.3f} of them of the query's digit (index saved to {Path(args.out) / 'database.phx'})")
     print(f"Plots: {', '.join(sorted(p.name for p in Path(args.out).glob('*.png')))}")
@@ -62,18 +61,18 @@ def _demo(args) -> int:
 def _train(args) -> int:
     from pyhash.run import run_training
 
-    result = run_training(args.dataset, args.protocol, _config(args), args.out, data_dir=args.data_dir, resume=args.resume)
+    result, _ = run_training(args.dataset, args.protocol, _config(args), args.out, data_dir=args.data_dir, resume=args.resume)
     print(f"Run folder: {args.out}")
     _print_metrics(result)
     return 0
 
 
 def _eval(args) -> int:
-    from pyhash.run import evaluate, load_run, prepare
+    from pyhash.run import encode_split, evaluate, load_run, prepare
 
     model, info, split = load_run(args.run)
     images, labels, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
-    result = evaluate(model, images, labels, split)
+    result = evaluate(encode_split(model, images, labels, split))
     _print_metrics(result)
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2))
@@ -97,16 +96,12 @@ def _encode(args) -> int:
 
 
 def _index(args) -> int:
-    import pyhash
-    from pyhash.run import load_run, prepare
+    from pyhash.run import encode_split, load_run, prepare, save_index
 
     model, info, split = load_run(args.run)
-    images, _, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
-    codes = model.encode(images[split.database])
-    index = pyhash.HammingSearch(codes.shape[1] * 8)
-    index.add(codes, ids=split.database)
+    images, labels, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
     output = args.output or str(Path(args.run) / "database.phx")
-    index.save(output)
+    index = save_index(encode_split(model, images, labels, split), split, output)
     print(f"Indexed {index.ntotal} database images (ids = dataset positions) -> {output}")
     return 0
 

@@ -18,10 +18,11 @@ the target, so a crash leaves either the old file or the new one, never a partia
 
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
+
+from pyhash._atomic import atomic_write
 
 MAGIC = b"PYHASHIX"
 VERSION = 1
@@ -44,23 +45,10 @@ def write_index(path, nbits: int, codes: np.ndarray, ids: np.ndarray) -> None:
     if codes.ndim != 2 or codes.shape[1] * 8 != nbits or ids.shape != (codes.shape[0],):
         raise ValueError("codes and ids do not describe one index")
     header = _HEADER.pack(MAGIC, VERSION, nbits, codes.shape[0], _crc(ids, codes), 0)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pyhash-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(memoryview(ids).cast("B"))
-            f.write(memoryview(codes).cast("B"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        f.write(header)
+        f.write(memoryview(ids).cast("B"))
+        f.write(memoryview(codes).cast("B"))
 
 
 def read_index(path):

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 import pyhash._extension  # noqa: F401  (registers the ops)
-from pyhash._inputs import check_count, codes_tensor, same_device, to_tensor
+from pyhash._inputs import check_count, codes_tensor, to_tensor
+from pyhash.ops.hamming import checked_pair
 
 _TIES = ("id", "average")
 _NORMALIZE = ("retrieved", "relevant")
@@ -69,11 +70,7 @@ class RetrievalStats:
 
 def retrieval_stats(query_codes, database_codes, query_labels, database_labels, topk=None) -> RetrievalStats:
     """Run the retrieval-statistics kernel once (CPU or CUDA, chunked over queries)."""
-    q = codes_tensor(query_codes, "query_codes")
-    d = codes_tensor(database_codes, "database_codes")
-    if q.shape[1] != d.shape[1]:
-        raise ValueError(f"query codes have {q.shape[1] * 8} bits but database codes have {d.shape[1] * 8}")
-    same_device(q, d, "query codes", "database codes")
+    q, d = checked_pair(query_codes, database_codes, "query_codes", "database_codes")
     if d.shape[0] == 0:
         raise ValueError("the database is empty")
     ql = _labels(query_labels, "query_labels", q.shape[0], q.device)

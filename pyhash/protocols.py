@@ -17,11 +17,11 @@ protocol               queries                    database                    tr
 =====================  =========================  ==========================  ==================
 """
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from pyhash._atomic import atomic_write
 
 DATASETS = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
 PROTOCOLS = tuple(f"{d}-{p}" for d in DATASETS for p in ("1k", "1k-disjoint", "10k"))
@@ -41,18 +41,8 @@ class Split:
 
     def save(self, path) -> None:
         """Write the split to ``path`` (.npz) atomically."""
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".split-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, protocol=self.protocol, seed=self.seed, query=self.query, database=self.database, train=self.train)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, protocol=self.protocol, seed=self.seed, query=self.query, database=self.database, train=self.train)
 
     @classmethod
     def load(cls, path) -> "Split":

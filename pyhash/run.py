@@ -10,8 +10,7 @@
 """
 
 import json
-import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 import pyhash
 from pyhash import metrics
+from pyhash._atomic import atomic_write
 from pyhash.data import load_dataset
 from pyhash.models import HashNet, make_trunk
 from pyhash.protocols import Split, make_split
@@ -28,9 +28,8 @@ SAMPLE_PROTOCOL = "sample"  # the bundled 10,000 MNIST test images: 1,000 querie
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=2).encode())
 
 
 def _sample_split(labels: np.ndarray, seed: int) -> Split:
@@ -52,31 +51,44 @@ def prepare(dataset: str, protocol: str, data_dir=None, seed: int = 0):
     return normalise_images(ds.images), torch.from_numpy(ds.labels), split
 
 
-def evaluate(model: HashNet, images, labels, split: Split) -> dict:
-    """Metrics of the model's codes on the split's queries and database (never used to select
-    checkpoints)."""
-    q, d = model.encode(images[split.query]), model.encode(images[split.database])
-    ql, dl = labels[split.query], labels[split.database]
+@dataclass
+class Codes:
+    """Packed codes of a split's queries and database, with their labels."""
+
+    query: torch.Tensor
+    database: torch.Tensor
+    query_labels: torch.Tensor
+    database_labels: torch.Tensor
+    nbits: int
+
+
+def encode_split(model: HashNet, images, labels, split: Split) -> Codes:
+    return Codes(model.encode(images[split.query]), model.encode(images[split.database]),
+                 labels[split.query], labels[split.database], model.nbits)
+
+
+def evaluate(codes: Codes) -> dict:
+    """Metrics of a split's codes (never used to select checkpoints)."""
+    q, d, ql, dl = codes.query, codes.database, codes.query_labels, codes.database_labels
     return {
         "mAP@ALL": metrics.mean_average_precision(q, d, ql, dl),
         "mAP@ALL (ties averaged)": metrics.mean_average_precision(q, d, ql, dl, ties="average"),
         "precision within radius 2": metrics.precision_within_radius(q, d, ql, dl, 2),
         "precision@100": metrics.precision_at_k(q, d, ql, dl, 100),
-        "queries": len(split.query),
-        "database": len(split.database),
-        "bits": model.nbits,
+        "queries": len(q),
+        "database": len(d),
+        "bits": codes.nbits,
     }
 
 
-def plot(model: HashNet, images, labels, split: Split, history, out: Path) -> list:
+def plot(codes: Codes, history, out: Path) -> list:
     """Write the PNG plots of a run; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    q, d = model.encode(images[split.query]), model.encode(images[split.database])
-    ql, dl = labels[split.query], labels[split.database]
+    q, d, ql, dl = codes.query, codes.database, codes.query_labels, codes.database_labels
     written = []
 
     def save(fig, name):
@@ -102,7 +114,7 @@ def plot(model: HashNet, images, labels, split: Split, history, out: Path) -> li
     dist = pyhash.hamming_distance(q[sample], d[:5000]).flatten().numpy()
     same = (ql[sample][:, None] == dl[:5000][None, :]).flatten().numpy()
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    bins = np.arange(model.nbits + 2) - 0.5
+    bins = np.arange(codes.nbits + 2) - 0.5
     ax.hist(dist[same], bins=bins, alpha=0.6, density=True, label="similar pairs")
     ax.hist(dist[~same], bins=bins, alpha=0.6, density=True, label="dissimilar pairs")
     ax.set(xlabel="Hamming distance", ylabel="density", title="distances of query-database pairs")
@@ -120,8 +132,16 @@ def plot(model: HashNet, images, labels, split: Split, history, out: Path) -> li
     return written
 
 
-def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True) -> dict:
-    """Train, evaluate and write a complete run folder; returns the metrics."""
+def save_index(codes: Codes, split: Split, path) -> "pyhash.HammingSearch":
+    """A HammingSearch of the database codes (ids = dataset positions), saved to path."""
+    index = pyhash.HammingSearch(codes.database.shape[1] * 8)
+    index.add(codes.database, ids=split.database)
+    index.save(path)
+    return index
+
+
+def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True):
+    """Train, evaluate and write a complete run folder; returns (metrics, codes of the split)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images, labels, split = prepare(dataset, protocol, data_dir, config.seed)
@@ -129,15 +149,15 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     _write_json(out / "run.json", {"dataset": dataset, "protocol": protocol, "data_dir": str(data_dir) if data_dir else None,
                                    "config": asdict(config), "pyhash": pyhash.__version__})
     model, history = train(config, images[split.train], labels[split.train], out_dir=out, resume=resume)
-    tmp = out / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, out / "model.pt")
-    result = evaluate(model, images, labels, split)
+    with atomic_write(out / "model.pt") as f:
+        torch.save(model.state_dict(), f)
+    codes = encode_split(model, images, labels, split)
+    result = evaluate(codes)
     result["training seconds"] = sum(h["seconds"] for h in history)
     _write_json(out / "metrics.json", result)
     if plots:
-        plot(model, images, labels, split, history, out)
-    return result
+        plot(codes, history, out)
+    return result, codes
 
 
 def load_run(run_dir):

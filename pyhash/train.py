@@ -11,7 +11,6 @@ Every epoch appends a line to ``log.jsonl`` and writes ``checkpoint.pt`` atomica
 """
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pyhash._atomic import atomic_write
 from pyhash.models import HashNet, make_trunk
 from pyhash.nn import ExpHashLoss
 
@@ -51,11 +51,8 @@ class TrainConfig:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def _batches(n, batch_size, generator):
@@ -74,7 +71,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     images, labels = images.to(device), labels.to(device)
     out = Path(out_dir) if out_dir is not None else None
     start_epoch, history = 0, []
-    optimizer = None
+    optimizer, optimizer_state, shuffle_state = None, None, None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -83,13 +80,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
             state = torch.load(checkpoint, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
             start_epoch, history = state["epoch"], json.loads(state["history"])
-            optimizer_state = state["optimizer"]
+            optimizer_state, shuffle_state = state["optimizer"], state["shuffle_rng"]
             torch.set_rng_state(state["torch_rng"])
-            shuffle_state = state["shuffle_rng"]
-        else:
-            optimizer_state = None
-    else:
-        optimizer_state = None
 
     schedule = [s for s in STAGES for _ in range(config.epochs.get(s, 0))]
     ce = nn.CrossEntropyLoss()
@@ -97,7 +89,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                             weighting=config.weighting, quantization=config.quantization)
     bank = None
     generator = torch.Generator().manual_seed(config.seed)
-    if start_epoch:
+    if shuffle_state is not None:
         generator.set_state(shuffle_state)
     current_stage = None
     for epoch in range(start_epoch, len(schedule)):

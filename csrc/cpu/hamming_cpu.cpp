@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cpu/popcount.h"
+#include "cpu/word_layout.h"
 #include "hamming_common.h"
 
 namespace pyhash {
@@ -43,7 +44,6 @@ class AlignedWords {
   AlignedWords(const AlignedWords&) = delete;
   AlignedWords& operator=(const AlignedWords&) = delete;
   uint64_t* get() const { return data_; }
-  uint64_t& operator[](int64_t i) { return data_[i]; }
 
  private:
   static size_t round_up(int64_t n) { return (static_cast<size_t>(n) * 8 + 63) / 64 * 64; }
@@ -172,10 +172,7 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
     const uint64_t* words = database + b0;
     int64_t stride = count;
     if (nwords > 1) {
-      for (int64_t i = 0; i < count; ++i) {
-        const uint64_t* code = database + (b0 + i) * nwords;
-        for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = code[w];
-      }
+      cpu::to_word_major(database + b0 * nwords, count, nwords, transposed.get(), block);
       words = transposed.get();
       stride = block;
     }
@@ -273,8 +270,7 @@ at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
     std::vector<uint64_t> dist(block);
     for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
       const int64_t b0 = blk * block, count = std::min(block, nb - b0);
-      for (int64_t i = 0; i < count; ++i)
-        for (int64_t w = 0; w < nwords; ++w) transposed[w * block + i] = bw[(b0 + i) * nwords + w];
+      cpu::to_word_major(bw + b0 * nwords, count, nwords, transposed.get(), block);
       for (int64_t i = 0; i < na; ++i) {
         distances(aw + i * nwords, nwords, transposed.get(), block, count, dist.data());
         int32_t* row = out + i * nb + b0;

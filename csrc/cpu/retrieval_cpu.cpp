@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/popcount.h"
+#include "cpu/word_layout.h"
 #include "hamming_common.h"
 #include "retrieval_common.h"
 
@@ -40,9 +41,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> hamming_retrieval_sta
   std::vector<uint64_t> transposed(nblocks * nwords * kBlock, 0);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
-      for (int64_t i = 0; i < std::min(kBlock, nd - b * kBlock); ++i)
-        for (int64_t w = 0; w < nwords; ++w)
-          transposed[(b * nwords + w) * kBlock + i] = d[(b * kBlock + i) * nwords + w];
+      cpu::to_word_major(d + b * kBlock * nwords, std::min(kBlock, nd - b * kBlock), nwords,
+                         transposed.data() + b * nwords * kBlock, kBlock);
   });
   const LabelView ql(query_labels), dl(database_labels);
   const cpu::BlockDistanceFn distances = cpu::block_distance_fn(cpu::active_isa(), nwords);

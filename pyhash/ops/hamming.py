@@ -10,7 +10,8 @@ import pyhash._extension  # noqa: F401  (registers the ops)
 from pyhash._inputs import check_count, codes_tensor, is_numpy, like_input, same_device
 
 
-def _pair(queries, database, qname="queries", dname="database"):
+def checked_pair(queries, database, qname="queries", dname="database"):
+    """Two packed-code inputs as tensors of the same width and device (clear errors otherwise)."""
     q = codes_tensor(queries, qname)
     d = codes_tensor(database, dname)
     if q.shape[1] != d.shape[1]:
@@ -24,7 +25,7 @@ def hamming_distance(a, b):
 
     a: uint8[Na, nbits/8], b: uint8[Nb, nbits/8], same device.
     """
-    ta, tb = _pair(a, b, "a", "b")
+    ta, tb = checked_pair(a, b, "a", "b")
     out = torch.ops.pyhash.hamming_distance(ta, tb)
     return like_input(out, is_numpy(a))
 
@@ -36,7 +37,7 @@ def hamming_knn(queries, database, k):
     database positions. Rows are padded with distance INT32_MAX and position -1 when the database
     has fewer than k codes.
     """
-    q, d = _pair(queries, database)
+    q, d = checked_pair(queries, database)
     k = check_count(k, "k", 1)
     D, I = torch.ops.pyhash.hamming_knn(q, d, k)
     as_numpy = is_numpy(queries)
@@ -50,7 +51,7 @@ def hamming_range(queries, database, max_distance):
     ``D[lims[i]:lims[i+1]]`` and positions ``I[lims[i]:lims[i+1]]``, sorted by (distance, position).
     Unlike FAISS, whose radius is strict (``d < radius``), pyhash includes ``d == max_distance``.
     """
-    q, d = _pair(queries, database)
+    q, d = checked_pair(queries, database)
     max_distance = check_count(max_distance, "max_distance", 0)
     lims, D, I = torch.ops.pyhash.hamming_range(q, d, max_distance)
     as_numpy = is_numpy(queries)
