@@ -14,6 +14,7 @@ from pyhash.ops.hamming import hamming_distance, hamming_knn, hamming_range  # n
 from pyhash.ops.loss import exp_pair_loss  # noqa: E402
 from pyhash.search import HammingSearch  # noqa: E402
 from pyhash import metrics, nn, protocols  # noqa: E402
+from pyhash.run import train  # noqa: E402
 
 __all__ = [
     "HammingSearch",
@@ -24,6 +25,7 @@ __all__ = [
     "metrics",
     "nn",
     "protocols",
+    "train",
     "pack_codes",
     "unpack_codes",
     "__version__",

@@ -9,19 +9,29 @@ import numpy as np
 
 
 def _config(args):
-    from pyhash.train import TrainConfig
+    from pyhash.training import TrainConfig
 
     return TrainConfig(
         nbits=args.bits,
-        trunk=args.trunk,
+        trunk=args.trunk or ("fastresnet" if getattr(args, "dataset", "mnist") == "cifar10" else "vggsmall"),
         epochs={"classify": args.epochs_classify, "bottleneck": args.epochs_bottleneck, "hash": args.epochs_hash},
         batch_size=args.batch_size,
+        optimizer=args.optimizer,
         lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
         lam=args.lam,
         surrogate=args.surrogate,
         weighting=args.weighting,
         memory_bank=not args.no_memory_bank,
         augment=not args.no_augment,
+        val_fraction=args.val_fraction,
+        select=args.select,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        num_workers=args.num_workers,
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
@@ -42,7 +52,8 @@ def _demo(args) -> int:
     from pyhash.run import SAMPLE_PROTOCOL, run_training, save_index
 
     print(f"Training a {args.bits}-bit LeNet hash network on the bundled MNIST sample (3,000 training images) ...")
-    result, codes = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
+    run = run_training("mnist-sample", SAMPLE_PROTOCOL, _config(args), args.out)
+    result, codes = run.metrics, run.codes
     print(f"Results on 1,000 held-out queries against a 9,000-image database (run folder: {args.out}):")
     _print_metrics(result)
     split = Split.load(Path(args.out) / "split.npz")
@@ -61,17 +72,18 @@ def _demo(args) -> int:
 def _train(args) -> int:
     from pyhash.run import run_training
 
-    result, _ = run_training(args.dataset, args.protocol, _config(args), args.out, data_dir=args.data_dir, resume=args.resume)
+    result = run_training(args.dataset, args.protocol, _config(args), args.out, data_dir=args.data_dir, resume=args.resume,
+                          download=args.download).metrics
     print(f"Run folder: {args.out}")
     _print_metrics(result)
     return 0
 
 
 def _eval(args) -> int:
-    from pyhash.run import encode_split, evaluate, load_run, prepare
+    from pyhash.run import encode_split, evaluate, load_run, run_images
 
     model, info, split = load_run(args.run)
-    images, labels, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
+    images, labels = run_images(info, split, args.data_dir)
     result = evaluate(encode_split(model, images, labels, split))
     _print_metrics(result)
     if args.output:
@@ -80,26 +92,26 @@ def _eval(args) -> int:
 
 
 def _encode(args) -> int:
-    import torch
-
+    from pyhash._atomic import atomic_write
     from pyhash.run import load_run
-    from pyhash.train import normalise_images
+    from pyhash.training import normalise_images
 
-    model, _, _ = load_run(args.run)
+    model, info, _ = load_run(args.run)
     images = np.load(args.input, allow_pickle=False)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"--input must hold uint8 images [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-    codes = model.encode(normalise_images(images)).numpy()
-    np.save(args.output, codes)
+    codes = model.encode(normalise_images(images, info.get("stats"))).numpy()
+    with atomic_write(args.output) as f:
+        np.save(f, codes)
     print(f"{len(codes)} codes of {model.nbits} bits ({codes.shape[1]} bytes each) -> {args.output}")
     return 0
 
 
 def _index(args) -> int:
-    from pyhash.run import encode_split, load_run, prepare, save_index
+    from pyhash.run import encode_split, load_run, run_images, save_index
 
     model, info, split = load_run(args.run)
-    images, labels, _ = prepare(info["dataset"], info["protocol"], args.data_dir or info["data_dir"], split.seed)
+    images, labels = run_images(info, split, args.data_dir)
     output = args.output or str(Path(args.run) / "database.phx")
     index = save_index(encode_split(model, images, labels, split), split, output)
     print(f"Indexed {index.ntotal} database images (ids = dataset positions) -> {output}")
@@ -136,21 +148,35 @@ def _info(args) -> int:
     return 0
 
 
-def _training_arguments(parser, bits, classify, bottleneck, hash_epochs):
+def _training_arguments(parser, bits, classify, bottleneck, hash_epochs, trunk, lr, label_smoothing):
     parser.add_argument("--bits", type=int, default=bits, help=f"code length B, any integer from 8 (default {bits})")
-    parser.add_argument("--trunk", default="lenet", help="lenet (28x28 grey), fastresnet (32x32 colour) or a torchvision model name")
+    parser.add_argument("--trunk", default=trunk, help="lenet or vggsmall (28x28 grey), fastresnet (32x32 colour) or a torchvision model name "
+                        f"(default {trunk or 'vggsmall for MNIST, fastresnet for CIFAR-10'})")
     parser.add_argument("--epochs-classify", type=int, default=classify, help=f"stage 1, classification pre-training (default {classify}; 0 skips it)")
     parser.add_argument("--epochs-bottleneck", type=int, default=bottleneck, help=f"stage 2, hash-bottleneck pre-training (default {bottleneck}; 0 skips it)")
     parser.add_argument("--epochs-hash", type=int, default=hash_epochs, help=f"stage 3, exponentiated pairwise loss (default {hash_epochs})")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
+    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="a fresh optimizer per stage (default adamw; sgd uses Nesterov momentum 0.9)")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                        help="per stage: linear warm-up over its first 10%% of steps then cosine decay to 0 (default), or constant")
+    parser.add_argument("--label-smoothing", type=float, default=label_smoothing, help=f"of the pre-training softmax losses (default {label_smoothing:g})")
     parser.add_argument("--lam", type=float, default=2.0, help="lambda of the exponentiated loss (default 2)")
     parser.add_argument("--surrogate", default="tanh", choices=["tanh", "bilinear", "cosine"])
     parser.add_argument("--weighting", default="balanced", choices=["uniform", "balanced"])
     parser.add_argument("--no-memory-bank", action="store_true", help="stage 3 with in-batch pairs only")
-    parser.add_argument("--no-augment", action="store_true", help="no random affine augmentation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--no-augment", action="store_true", help="no augmentation (default: random affine for greyscale, crop + flip for colour)")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="hold this fraction of each training class out as a validation split, scored every epoch (default 0)")
+    parser.add_argument("--select", default="last", choices=["last", "best-val"],
+                        help="report the last epoch (default) or the hash epoch with the best validation mAP (needs --val-fraction)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for the network (the loss stays float32)")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the trunk")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the initialisation and the batches (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -160,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on the bundled MNIST sample (CPU, minutes), print mAP and P@H<=2, write plots",
                           description="Train a hash network on the bundled MNIST sample (no download), evaluate it and write a run folder with plots.")
-    _training_arguments(demo, bits=32, classify=10, bottleneck=2, hash_epochs=4)
+    _training_arguments(demo, bits=32, classify=10, bottleneck=2, hash_epochs=4, trunk="lenet", lr=1e-3, label_smoothing=0.0)
     demo.add_argument("--out", default="pyhash-demo", help="run folder (default ./pyhash-demo)")
     demo.set_defaults(func=_demo)
 
@@ -169,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--protocol", required=True, help="mnist-1k, mnist-1k-disjoint, mnist-10k, cifar10-1k, ... or 'sample'")
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--data-dir", help="folder with the .npz archives or torchvision layouts (default $PYHASH_DATA)")
+    tr.add_argument("--download", action="store_true", help="let torchvision download a missing dataset into --data-dir (needs internet)")
     tr.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
-    _training_arguments(tr, bits=12, classify=8, bottleneck=3, hash_epochs=4)
+    _training_arguments(tr, bits=12, classify=30, bottleneck=3, hash_epochs=5, trunk=None, lr=2e-3, label_smoothing=0.1)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a run folder on its protocol", description="Recompute the metrics of a finished run.")

@@ -36,6 +36,32 @@ class LeNetTrunk(nn.Module):
         return self.features(x)
 
 
+class SmallVGGTrunk(nn.Module):
+    """Small VGG-style trunk for 28x28 greyscale images (two 3x3 conv pairs with batch norm):
+    float[N, 1, 28, 28] -> float[N, 256]. About 1.7x LeNet's compute, more accurate."""
+
+    out_features = 256
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_bn(1, 32),
+            _conv_bn(32, 32),
+            nn.MaxPool2d(2),
+            _conv_bn(32, 64),
+            _conv_bn(64, 64),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, self.out_features, bias=False),
+            nn.BatchNorm1d(self.out_features),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.3),
+        )
+
+    def forward(self, x):
+        return self.features(x)
+
+
 def _conv_bn(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -98,9 +124,12 @@ def torchvision_trunk(name: str, weights=None):
 
 
 def make_trunk(name: str) -> nn.Module:
-    """'lenet' (28x28 greyscale), 'fastresnet' (32x32 colour) or a torchvision model name."""
+    """'lenet' or 'vggsmall' (28x28 greyscale), 'fastresnet' (32x32 colour) or a torchvision
+    model name."""
     if name == "lenet":
         return LeNetTrunk()
+    if name == "vggsmall":
+        return SmallVGGTrunk()
     if name == "fastresnet":
         return FastResNetTrunk()
     return torchvision_trunk(name)

@@ -17,7 +17,7 @@ protocol               queries                    database                    tr
 =====================  =========================  ==========================  ==================
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,23 +31,46 @@ TRAIN_PER_CLASS = 500
 
 @dataclass(frozen=True)
 class Split:
-    """Index lists (int64, ascending) into the dataset's images, train then test order."""
+    """Index lists (int64, ascending) into the dataset's images, train then test order.
+
+    ``validation`` (empty unless carved by :meth:`with_validation`) is held out of ``train`` for
+    model selection; it never overlaps the queries.
+    """
 
     protocol: str
     seed: int
     query: np.ndarray
     database: np.ndarray
     train: np.ndarray
+    validation: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def with_validation(self, labels, fraction: float) -> "Split":
+        """This split with ``fraction`` of each class of the training set moved to ``validation``
+        (seeded by the split's seed)."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+        labels = np.asarray(labels)
+        rng = np.random.default_rng([self.seed, 1])
+        held = []
+        for c in np.unique(labels[self.train]):
+            members = rng.permutation(self.train[labels[self.train] == c])
+            held.append(members[: int(round(fraction * len(members)))])
+        held = np.sort(np.concatenate(held)).astype(np.int64)
+        if len(held) == 0 or len(held) == len(self.train):
+            raise ValueError(f"a validation fraction of {fraction} of {len(self.train)} training images leaves no validation or no training images")
+        return replace(self, train=np.setdiff1d(self.train, held), validation=held)
 
     def save(self, path) -> None:
         """Write the split to ``path`` (.npz) atomically."""
         with atomic_write(path) as f:
-            np.savez(f, protocol=self.protocol, seed=self.seed, query=self.query, database=self.database, train=self.train)
+            np.savez(f, protocol=self.protocol, seed=self.seed, query=self.query, database=self.database, train=self.train,
+                     validation=self.validation)
 
     @classmethod
     def load(cls, path) -> "Split":
         with np.load(path, allow_pickle=False) as f:
-            return cls(str(f["protocol"]), int(f["seed"]), f["query"], f["database"], f["train"])
+            validation = f["validation"] if "validation" in f.files else np.empty(0, dtype=np.int64)
+            return cls(str(f["protocol"]), int(f["seed"]), f["query"], f["database"], f["train"], validation)
 
 
 def make_split(protocol: str, labels, seed: int = 0) -> Split:

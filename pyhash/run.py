@@ -1,7 +1,8 @@
 """A training run folder: config, split lists, log, checkpoint, model, metrics.json and plots.
 
-    RUN/config.json      the TrainConfig and the dataset/protocol/seed
-    RUN/split.npz        query / database / train index lists (pyhash.protocols.Split)
+    RUN/run.json         dataset, protocol, data folder, TrainConfig, normalisation, pyhash version
+    RUN/config.json      the TrainConfig
+    RUN/split.npz        query / database / train / validation index lists (pyhash.protocols.Split)
     RUN/log.jsonl        one line per epoch
     RUN/checkpoint.pt    written atomically after every epoch (resume continues from it)
     RUN/model.pt         the final weights (state_dict, loads with weights_only=True)
@@ -22,7 +23,7 @@ from pyhash._atomic import atomic_write
 from pyhash.data import load_dataset
 from pyhash.models import HashNet, make_trunk
 from pyhash.protocols import Split, make_split
-from pyhash.train import TrainConfig, normalise_images, train
+from pyhash.training import TrainConfig, image_stats, normalise_images, train as train_model
 
 SAMPLE_PROTOCOL = "sample"  # the bundled 10,000 MNIST test images: 1,000 queries, the rest database
 
@@ -44,11 +45,16 @@ def _sample_split(labels: np.ndarray, seed: int) -> Split:
     return Split(SAMPLE_PROTOCOL, seed, query, np.setdiff1d(np.arange(len(labels)), query), np.sort(np.concatenate(train_idx)))
 
 
-def prepare(dataset: str, protocol: str, data_dir=None, seed: int = 0):
-    """(images float[N, C, H, W], labels int64[N], split) for a dataset and protocol."""
-    ds = load_dataset(dataset, data_dir)
+def prepare(dataset: str, protocol: str, data_dir=None, seed: int = 0, stats: dict = None, download: bool = False):
+    """(images float[N, C, H, W], labels int64[N], split, stats) for a dataset and protocol.
+
+    Images are standardised with ``stats`` (per-channel mean/std; by default the dataset's own,
+    which are returned so that a run can encode new images the same way).
+    """
+    ds = load_dataset(dataset, data_dir, download=download)
     split = _sample_split(ds.labels, seed) if protocol == SAMPLE_PROTOCOL else make_split(protocol, ds.labels, seed)
-    return normalise_images(ds.images), torch.from_numpy(ds.labels), split
+    stats = stats or image_stats(ds.images)
+    return normalise_images(ds.images, stats), torch.from_numpy(ds.labels), split, stats
 
 
 @dataclass
@@ -140,24 +146,66 @@ def save_index(codes: Codes, split: Split, path) -> "pyhash.HammingSearch":
     return index
 
 
-def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True):
-    """Train, evaluate and write a complete run folder; returns (metrics, codes of the split)."""
+@dataclass
+class TrainedRun:
+    """A finished run: the model (eval mode), its metrics, the split's codes and the run folder."""
+
+    model: HashNet
+    metrics: dict
+    codes: Codes
+    split: Split
+    stats: dict
+    out: Path
+
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """Packed codes uint8[N, ceil(B/8)] of uint8 images [N, H, W] or [N, H, W, C], normalised
+        as in training."""
+        return self.model.encode(normalise_images(np.asarray(images), self.stats))
+
+
+def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True,
+                 download=False) -> TrainedRun:
+    """Train, evaluate and write a complete run folder (see the module docstring). ``download``
+    lets torchvision fetch a missing dataset into ``data_dir``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels, split = prepare(dataset, protocol, data_dir, config.seed)
+    images, labels, split, stats = prepare(dataset, protocol, data_dir, config.seed, download=download)
+    if config.val_fraction > 0:
+        split = split.with_validation(labels.numpy(), config.val_fraction)
     split.save(out / "split.npz")
     _write_json(out / "run.json", {"dataset": dataset, "protocol": protocol, "data_dir": str(data_dir) if data_dir else None,
-                                   "config": asdict(config), "pyhash": pyhash.__version__})
-    model, history = train(config, images[split.train], labels[split.train], out_dir=out, resume=resume)
+                                   "config": asdict(config), "stats": stats, "pyhash": pyhash.__version__})
+    validation = split.validation if len(split.validation) else None
+    model, history = train_model(config, images[split.train], labels[split.train], out_dir=out, resume=resume,
+                                 val_images=None if validation is None else images[validation],
+                                 val_labels=None if validation is None else labels[validation])
+    model = model.cpu()
     with atomic_write(out / "model.pt") as f:
         torch.save(model.state_dict(), f)
     codes = encode_split(model, images, labels, split)
     result = evaluate(codes)
     result["training seconds"] = sum(h["seconds"] for h in history)
+    result["training images"] = len(split.train)
+    result["epoch reported"] = next((h["epoch"] for h in history if h.get("selected")), len(history))
     _write_json(out / "metrics.json", result)
     if plots:
         plot(codes, history, out)
-    return result, codes
+    return TrainedRun(model, result, codes, split, stats, out)
+
+
+def train(dataset: str, protocol: str, out, *, data_dir=None, resume: bool = False, plots: bool = True,
+          download: bool = False, **options) -> TrainedRun:
+    """Train a hash network on a named dataset and protocol and write a run folder.
+
+    ``options`` are :class:`pyhash.training.TrainConfig` fields (``nbits=12``, ``epochs=...``,
+    ``lr=...``). Example::
+
+        run = pyhash.train("mnist", "mnist-1k", "runs/mnist12", data_dir="data", nbits=12)
+        print(run.metrics["mAP@ALL"])
+        codes = run.encode(uint8_images)            # packed uint8[N, 2]
+    """
+    return run_training(dataset, protocol, TrainConfig(**options), out, data_dir=data_dir, resume=resume, plots=plots,
+                        download=download)
 
 
 def load_run(run_dir):
@@ -171,3 +219,9 @@ def load_run(run_dir):
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
     return model, info, Split.load(run_dir / "split.npz")
+
+
+def run_images(info: dict, split: Split, data_dir=None):
+    """(images, labels) of a finished run's dataset, normalised as in its training."""
+    images, labels, _, _ = prepare(info["dataset"], info["protocol"], data_dir or info["data_dir"], split.seed, info.get("stats"))
+    return images, labels

@@ -48,9 +48,27 @@ def test_save_load_roundtrip(tmp_path):
     split.save(path)
     loaded = Split.load(path)
     assert loaded.protocol == split.protocol and loaded.seed == 7
-    for name in ("query", "database", "train"):
+    for name in ("query", "database", "train", "validation"):
         assert np.array_equal(getattr(loaded, name), getattr(split, name))
     assert [p.name for p in tmp_path.iterdir()] == ["split.npz"]
+
+
+@pytest.mark.parametrize("protocol", ["mnist-1k", "cifar10-10k"])
+def test_validation_is_carved_from_training_per_class(protocol, tmp_path):
+    labels = _labels(protocol.split("-")[0])
+    split = make_split(protocol, labels, seed=2)
+    carved = split.with_validation(labels, 0.1)
+    per_class = np.bincount(labels[split.train])
+    assert np.array_equal(np.bincount(labels[carved.validation]), np.round(0.1 * per_class).astype(int))
+    assert np.array_equal(np.union1d(carved.train, carved.validation), split.train)
+    assert len(np.intersect1d(carved.train, carved.validation)) == 0
+    assert len(np.intersect1d(carved.validation, split.query)) == 0
+    assert np.array_equal(carved.validation, split.with_validation(labels, 0.1).validation)  # seeded
+    carved.save(tmp_path / "s.npz")
+    assert np.array_equal(Split.load(tmp_path / "s.npz").validation, carved.validation)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="validation fraction"):
+            split.with_validation(labels, bad)
 
 
 def test_real_mnist_labels(data_dir):

@@ -63,18 +63,32 @@ def test_cli_train_eval_encode_index_search(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "mAP@ALL" in out.stdout and (tmp_path / "demo" / "pr_curve.png").exists()
     out = _cli("train", "--dataset", "mnist-sample", "--protocol", "sample", "--bits", "12", "--out", "run", *quick,
+               "--epochs-hash", "2", "--val-fraction", "0.1", "--select", "best-val", "--optimizer", "sgd", "--lr", "0.05",
                cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["mAP@ALL"] > 0.5 and metrics["bits"] == 12
+    assert metrics["training images"] == 2700 and metrics["epoch reported"] in (2, 3)
+    from pyhash.protocols import Split
+
+    split = Split.load(tmp_path / "run" / "split.npz")
+    assert len(split.validation) == 300 and not set(split.validation) & set(split.train)
     assert _cli("eval", "run", cwd=tmp_path).returncode == 0
     from pyhash.data import bundled_mnist_test
 
     np.save(tmp_path / "images.npy", bundled_mnist_test()[0][:5])
     out = _cli("encode", "run", "--input", "images.npy", "--output", "codes.npy", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert np.load(tmp_path / "codes.npy").shape == (5, 2)
+    codes = np.load(tmp_path / "codes.npy")
+    assert codes.shape == (5, 2)
     assert _cli("index", "run", cwd=tmp_path).returncode == 0
+    import pyhash
+
+    index = pyhash.HammingSearch.load(tmp_path / "run" / "database.phx")
+    in_database = [i for i in range(5) if i in set(split.database.tolist())]
+    assert in_database  # encode normalises new images exactly as training did
+    for i in in_database:
+        assert np.array_equal(np.asarray(index.reconstruct(i)), codes[i])
     out = _cli("search", "run/database.phx", "--query", "codes.npy", "--k", "3", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.count("query") == 5
 

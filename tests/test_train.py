@@ -9,7 +9,7 @@ import torch
 import pyhash
 from pyhash.data import load_dataset
 from pyhash.models import HashNet, LeNetTrunk, make_trunk
-from pyhash.train import TrainConfig, normalise_images, train
+from pyhash.training import TrainConfig, normalise_images, train
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def small_mnist():
 
 
 def _config(**kw):
-    base = dict(nbits=12, epochs={"classify": 2, "bottleneck": 1, "hash": 2}, batch_size=64, progress=False, seed=1)
+    base = dict(nbits=12, epochs={"classify": 3, "bottleneck": 2, "hash": 2}, batch_size=32, lr=2e-3, progress=False, seed=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -29,7 +29,7 @@ def _config(**kw):
 def test_training_learns_codes_far_better_than_random(small_mnist, tmp_path):
     x, y, xq, yq = small_mnist
     model, history = train(_config(), x, y, out_dir=tmp_path)
-    assert [h["stage"] for h in history] == ["classify", "classify", "bottleneck", "hash", "hash"]
+    assert [h["stage"] for h in history] == ["classify"] * 3 + ["bottleneck"] * 2 + ["hash"] * 2
     assert history[1]["loss"] < history[0]["loss"]  # the classification loss falls
     codes_db, codes_q = model.encode(x), model.encode(xq)
     assert codes_db.dtype == torch.uint8 and codes_db.shape == (600, 2)
@@ -43,25 +43,105 @@ def test_training_learns_codes_far_better_than_random(small_mnist, tmp_path):
                                                    torch.randint(0, 256, (600, 2), dtype=torch.uint8), yq, y)
     assert trained > 0.6 and trained > random + 0.4, (trained, random)
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
-    assert len(lines) == 5 and json.loads(lines[-1])["stage"] == "hash"
+    assert len(lines) == 7 and json.loads(lines[-1])["stage"] == "hash"
+    assert all(h["images_per_second"] > 0 for h in history)
 
 
-@pytest.mark.parametrize("killed_after", [{"classify": 1}, {"classify": 2, "bottleneck": 1}])
-def test_resume_after_interruption_matches_uninterrupted_run(small_mnist, tmp_path, killed_after):
-    x, y, _, _ = small_mnist
-    full, _ = train(_config(), x, y, out_dir=tmp_path / "full")
-    # A run "killed" mid-way leaves the checkpoint that a shorter run leaves: in the middle of a
-    # stage (its optimizer must continue) or at a stage boundary.
-    part = _config(epochs=killed_after)
-    train(part, x, y, out_dir=tmp_path / "resumed")
-    resumed, history = train(_config(), x, y, out_dir=tmp_path / "resumed", resume=True)
-    assert len(history) == 5
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, epochs: int):
+    """Make training die right after the checkpoint of epoch ``epochs`` is written."""
+    import pyhash.training
+
+    original, saves = pyhash.training._atomic_save, []
+
+    def save_then_die(obj, path):
+        original(obj, path)
+        saves.append(path)
+        if len(saves) == epochs:
+            raise _Killed
+
+    monkeypatch.setattr(pyhash.training, "_atomic_save", save_then_die)
+
+
+# Killed in the middle of a stage (its optimizer and schedule must continue), at a stage
+# boundary, and in the hash stage (the memory bank is rebuilt).
+@pytest.mark.parametrize("killed_after", [1, 3, 4, 6])
+def test_resume_after_interruption_matches_uninterrupted_run(small_mnist, tmp_path, monkeypatch, killed_after):
+    x, y, xv, yv = small_mnist
+    config = _config(val_fraction=0.1, select="best-val")
+    full, full_history = train(config, x, y, out_dir=tmp_path / "full", val_images=xv, val_labels=yv)
+    with monkeypatch.context() as patch:
+        _kill_after(patch, killed_after)
+        with pytest.raises(_Killed):
+            train(config, x, y, out_dir=tmp_path / "resumed", val_images=xv, val_labels=yv)
+    resumed, history = train(config, x, y, out_dir=tmp_path / "resumed", resume=True, val_images=xv, val_labels=yv)
+    assert len(history) == 7
+    assert [h.get("val_mAP") for h in history] == [h.get("val_mAP") for h in full_history]
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_validation_scores_and_best_epoch_selection(small_mnist):
+    x, y, xv, yv = small_mnist
+    model, history = train(_config(val_fraction=0.1, select="best-val"), x, y, val_images=xv, val_labels=yv)
+    assert all(0 <= h["val_accuracy"] <= 1 for h in history[:5])
+    assert history[4]["val_accuracy"] > 0.5  # the bottleneck classifier has learned
+    scores = [h["val_mAP"] for h in history[5:]]
+    selected = [h["epoch"] for h in history if h.get("selected")]
+    assert len(selected) == 1 and history[selected[0] - 1]["val_mAP"] == max(scores)
+    got = pyhash.metrics.mean_average_precision(model.encode(xv), model.encode(x), yv, y)
+    assert got == pytest.approx(max(scores), abs=1e-12)  # the model returned is the selected epoch's
+
+
+def test_learning_rate_schedule():
+    from pyhash.training import _learning_rate
+
+    cosine = [_learning_rate(_config(lr=1.0), step, 100) for step in range(100)]
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)  # 10 warm-up steps
+    assert all(a >= b for a, b in zip(cosine[9:], cosine[10:])) and cosine[-1] < 0.01
+    assert {_learning_rate(_config(lr=0.5, schedule="constant"), step, 100) for step in range(100)} == {0.5}
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(epochs={"classify": 1, "finetune": 1}), "unknown stage"),
+    (dict(epochs={"classify": 0, "bottleneck": 0, "hash": 0}), "nothing to train"),
+    (dict(epochs={"classify": -1}), "epochs"),
+    (dict(optimizer="adam"), "optimizer"),
+    (dict(schedule="step"), "schedule"),
+    (dict(select="best-val"), "validation"),
+    (dict(val_fraction=1.0), "val_fraction"),
+    (dict(batch_size=1), "batch_size"),
+    (dict(lr=0.0), "lr"),
+])
+def test_bad_training_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**options)
+
+
+@pytest.mark.cuda
+def test_cuda_training_with_amp_and_channels_last(small_mnist):
+    x, y, xq, yq = small_mnist
+    model, history = train(_config(device="cuda", amp=True, channels_last=True), x, y)
+    assert len(history) == 7 and all(np.isfinite(h["loss"]) for h in history)
+    codes_db, codes_q = model.encode(x.cuda()), model.encode(xq.cuda())
+    assert codes_db.is_cuda
+    assert pyhash.metrics.mean_average_precision(codes_q, codes_db, yq.cuda(), y.cuda()) > 0.6
+
+
+def test_sgd_amp_and_channels_last_train(small_mnist):
+    x, y, _, _ = small_mnist
+    config = _config(optimizer="sgd", lr=0.05, amp=True, channels_last=True, epochs={"classify": 1, "hash": 1})
+    model, history = train(config, x[:128], y[:128])
+    assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
+    assert model.encode(x[:4]).shape == (4, 2)
+
+
 def test_models_and_bad_arguments():
     assert make_trunk("lenet").out_features == 500
+    assert make_trunk("vggsmall").eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 256)
     assert make_trunk("fastresnet")(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
     resnet = make_trunk("resnet18")
     assert resnet(torch.zeros(1, 3, 64, 64)).shape == (1, resnet.out_features)
@@ -72,3 +152,27 @@ def test_models_and_bad_arguments():
         HashNet(LeNetTrunk(), 4, 10)
     with pytest.raises(ValueError):
         make_trunk("no_such_model")
+
+
+def test_python_api_train_and_encode(tmp_path):
+    run = pyhash.train("mnist-sample", "sample", tmp_path / "run", nbits=16, epochs={"classify": 1, "hash": 1},
+                       progress=False, plots=False)
+    assert run.metrics["mAP@ALL"] > 0.5 and run.metrics["bits"] == 16
+    images = load_dataset("mnist-sample").images[run.split.query[:8]]
+    assert torch.equal(run.encode(images), run.codes.query[:8])  # same normalisation as training
+    with pytest.raises(ValueError, match="uint8"):
+        run.encode(images.astype(np.float32))
+    with pytest.raises(TypeError):
+        pyhash.train("mnist-sample", "sample", tmp_path / "bad", no_such_option=1)
+
+
+def test_augmentation_keeps_shapes_and_changes_images():
+    from pyhash.training import augmentation
+
+    grey = torch.randn(4, 1, 28, 28)
+    colour = torch.randn(4, 3, 32, 32)
+    for images in (grey, colour):
+        transform = augmentation(images)
+        outs = [transform(images[0]) for _ in range(3)]
+        assert all(o.shape == images[0].shape and o.dtype == torch.float32 for o in outs)
+        assert any(not torch.equal(o, images[0]) for o in outs)

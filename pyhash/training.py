@@ -1,0 +1,325 @@
+"""Training: the paper's three stages, each switchable for ablation.
+
+1. ``classify``: classification pre-training of the trunk (softmax on trunk features).
+2. ``bottleneck``: pre-training of the B-unit hash layer with a softmax on tanh(z).
+3. ``hash``: fine-tuning with the fused exponentiated pairwise loss (in-batch pairs, optionally
+   against a memory bank of the training set's relaxed codes).
+
+Batches come from a torch DataLoader with torchvision augmentation. Each stage starts a fresh
+optimizer (AdamW or SGD) whose learning rate follows the stage's schedule. Every epoch appends a
+line to ``log.jsonl`` and writes ``checkpoint.pt`` atomically, so ``resume=True`` continues a
+killed run losing at most the current epoch. Checkpoints load with ``weights_only=True``.
+
+With validation images, each epoch also reports a validation score (accuracy in the pre-training
+stages, mAP against the training codes in the hash stage); ``select="best-val"`` keeps the
+hash-stage epoch with the best validation mAP. The test queries are never used.
+"""
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pyhash._atomic import atomic_write
+from pyhash.models import HashNet, make_trunk
+from pyhash.nn import ExpHashLoss
+
+STAGES = ("classify", "bottleneck", "hash")
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+SELECTIONS = ("last", "best-val")
+WARMUP_FRACTION = 0.1  # of each stage's steps, for the cosine schedule
+
+
+@dataclass
+class TrainConfig:
+    nbits: int = 12
+    trunk: str = "lenet"
+    num_classes: int = 10
+    epochs: dict = field(default_factory=lambda: {"classify": 4, "bottleneck": 2, "hash": 4})
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0  # pre-training stages
+    lam: float = 2.0
+    beta: float = 1.0
+    surrogate: str = "tanh"
+    weighting: str = "balanced"
+    quantization: float = 0.0
+    memory_bank: bool = True
+    augment: bool = True
+    val_fraction: float = 0.0
+    select: str = "last"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self):
+        unknown = set(self.epochs) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)} in epochs; the stages are {', '.join(STAGES)}")
+        if any(not isinstance(e, int) or e < 0 for e in self.epochs.values()):
+            raise ValueError(f"epochs must be integers >= 0, got {self.epochs}")
+        if self.total_epochs() == 0:
+            raise ValueError("every stage has 0 epochs: nothing to train")
+        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
+                                     ("select", self.select, SELECTIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (the loss needs pairs), got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.select == "best-val" and self.val_fraction == 0.0:
+            raise ValueError("select='best-val' needs a validation split (val_fraction > 0)")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    def total_epochs(self) -> int:
+        return sum(self.epochs.get(s, 0) for s in STAGES)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+
+
+class _IndexedImages(torch.utils.data.Dataset):
+    """(image, label, position) triples; the position updates the memory bank."""
+
+    def __init__(self, images, labels, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = self.images[i]
+        return (self.transform(x) if self.transform is not None else x), self.labels[i], i
+
+
+def augmentation(images: torch.Tensor):
+    """The torchvision augmentation for normalised images float[N, C, H, W].
+
+    Greyscale: random affine (+-10 degrees, +-10 % scale and shift), filled with the background
+    (the darkest value). Colour: 4-pixel reflect-padded random crop and horizontal flip.
+    """
+    from torchvision.transforms import v2
+
+    if images.shape[1] == 1:
+        return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), fill=float(images.amin()))
+    return v2.Compose([v2.RandomCrop(images.shape[-1], padding=4, padding_mode="reflect"), v2.RandomHorizontalFlip()])
+
+
+def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    if config.schedule == "constant":
+        return config.lr
+    warmup = max(1, int(WARMUP_FRACTION * total_steps))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module):
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=True)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_dir=None, resume: bool = False,
+          val_images=None, val_labels=None):
+    """Train a HashNet on float images [N, C, H, W] (normalised) and int64 labels [N].
+
+    val_images / val_labels (optional, same kinds) give a validation score every epoch and are
+    needed by ``select="best-val"``. Returns (model, history). With out_dir, writes config.json,
+    log.jsonl and checkpoint.pt there.
+    """
+    if images.dim() != 4 or labels.shape != (len(images),):
+        raise ValueError(f"images must be [N, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if len(images) < 2:
+        raise ValueError(f"need at least 2 training images, got {len(images)}")
+    validating = val_images is not None and len(val_images) > 0
+    if config.select == "best-val" and not validating:
+        raise ValueError("select='best-val' needs validation images")
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but torch sees no CUDA GPU")
+    torch.manual_seed(config.seed)
+    model = HashNet(make_trunk(config.trunk), config.nbits, config.num_classes).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    trunk = torch.compile(model.trunk) if config.compile else model.trunk
+    out = Path(out_dir) if out_dir is not None else None
+    start_epoch, history, best = 0, [], None
+    optimizer_state, shuffle_state = None, None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        checkpoint = out / "checkpoint.pt"
+        if resume and checkpoint.exists():
+            state = torch.load(checkpoint, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            start_epoch, history = state["epoch"], json.loads(state["history"])
+            optimizer_state, shuffle_state = state["optimizer"], state["shuffle_rng"]
+            best = state.get("best")
+            torch.set_rng_state(state["torch_rng"])
+
+    generator = torch.Generator().manual_seed(config.seed)
+    if shuffle_state is not None:
+        generator.set_state(shuffle_state)
+    loader = torch.utils.data.DataLoader(
+        _IndexedImages(images, labels, augmentation(images) if config.augment else None),
+        batch_size=config.batch_size, shuffle=True, generator=generator, num_workers=config.num_workers,
+        drop_last=len(images) % config.batch_size == 1,  # a batch of 1 has no pairs and upsets batch norm
+        pin_memory=device.type == "cuda",
+    )
+    device_labels = labels.to(device)
+    schedule = [s for s in STAGES for _ in range(config.epochs.get(s, 0))]
+    ce = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    hash_loss = ExpHashLoss(lam=config.lam, beta=config.beta, surrogate=config.surrogate,
+                            weighting=config.weighting, quantization=config.quantization)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
+    optimizer, bank = None, None
+    for epoch in range(start_epoch, len(schedule)):
+        stage = schedule[epoch]
+        stage_start = schedule.index(stage)
+        if optimizer is None or schedule[epoch - 1] != stage:
+            optimizer = _make_optimizer(config, model)
+            # Resuming in the middle of a stage continues its optimizer; a new stage starts afresh.
+            if optimizer_state is not None and epoch == start_epoch and epoch > stage_start:
+                optimizer.load_state_dict(optimizer_state)
+        stage_steps = config.epochs[stage] * len(loader)
+        if stage == "hash" and config.memory_bank:
+            bank = relaxed_codes(model, images.to(device), memory_format)
+        model.train()
+        started, total, count = time.perf_counter(), 0.0, 0
+        progress = None
+        if config.progress:
+            from tqdm import tqdm
+
+            progress = tqdm(total=len(loader.dataset), unit="img", unit_scale=True, leave=False,
+                            desc=f"{stage} epoch {epoch + 1}/{len(schedule)}")
+        for step, (x, y, idx) in enumerate(loader, start=(epoch - stage_start) * len(loader)):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step, stage_steps)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
+            with autocast:
+                features = trunk(x)
+                if stage == "classify":
+                    loss = ce(model.trunk_classifier(features).float(), y)
+                elif stage == "bottleneck":
+                    loss = ce(model.classifier(torch.tanh(config.beta * model.hash(features))).float(), y)
+                else:
+                    z = model.hash(features)
+            if stage == "hash":
+                z = z.float()
+                loss = hash_loss(z, y)
+                if bank is not None:
+                    loss = loss + hash_loss(z, y, bank, device_labels, y_is_codes=False)
+                    with torch.no_grad():
+                        bank[idx.to(device)] = z.detach()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            if progress is not None:
+                progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+                progress.update(len(y))
+        if progress is not None:
+            progress.close()
+        seconds = time.perf_counter() - started
+        entry = {"epoch": epoch + 1, "stage": stage, "loss": total / max(count, 1), "seconds": seconds,
+                 "images_per_second": count / seconds, "lr": optimizer.param_groups[0]["lr"]}
+        if validating:
+            entry.update(validation_score(model, stage, images, labels, val_images, val_labels, device, memory_format))
+            if config.select == "best-val" and stage == "hash" and (best is None or entry["val_mAP"] > best["score"]):
+                best = {"score": entry["val_mAP"], "epoch": epoch + 1, "model": copy.deepcopy(model.state_dict())}
+        history.append(entry)
+        if out is not None:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                          "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
+                          "shuffle_rng": generator.get_state(), "best": best}, out / "checkpoint.pt")
+    if config.select == "best-val" and best is not None:
+        model.load_state_dict(best["model"])
+        history[best["epoch"] - 1]["selected"] = True
+    model.eval()
+    return model, history
+
+
+@torch.no_grad()
+def validation_score(model: HashNet, stage: str, images, labels, val_images, val_labels, device,
+                     memory_format=torch.contiguous_format) -> dict:
+    """Validation accuracy (pre-training stages) or mAP@ALL of the validation images against the
+    training images' codes (hash stage)."""
+    from pyhash import metrics
+
+    was_training = model.training
+    model.eval()
+    try:
+        if stage == "hash":
+            query, database = model.encode(val_images.to(device)), model.encode(images.to(device))
+            return {"val_mAP": metrics.mean_average_precision(query.cpu(), database.cpu(), val_labels.cpu(), labels.cpu())}
+        correct = 0
+        for s in range(0, len(val_images), 1024):
+            x = val_images[s : s + 1024].to(device).contiguous(memory_format=memory_format)
+            features = model.trunk(x)
+            logits = model.trunk_classifier(features) if stage == "classify" else model.classifier(torch.tanh(model.hash(features)))
+            correct += int((logits.argmax(1).cpu() == val_labels[s : s + 1024].cpu()).sum())
+        return {"val_accuracy": correct / len(val_images)}
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def relaxed_codes(model: HashNet, images: torch.Tensor, memory_format=torch.contiguous_format,
+                  batch_size: int = 1024) -> torch.Tensor:
+    """float32[N, B] relaxed codes z of images, computed in eval mode."""
+    was_training = model.training
+    model.eval()
+    z = torch.cat([model(images[s : s + batch_size].contiguous(memory_format=memory_format)).float()
+                   for s in range(0, len(images), batch_size)])
+    model.train(was_training)
+    return z
+
+
+def image_stats(images: np.ndarray) -> dict:
+    """Per-channel mean and std of uint8 images [N, H, W] or [N, H, W, C], on the 0..1 scale."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return {"mean": x.mean(dim=(0, 2, 3)).tolist(), "std": x.std(dim=(0, 2, 3)).tolist()}
+
+
+def normalise_images(images: np.ndarray, stats: dict = None) -> torch.Tensor:
+    """uint8 [N, H, W] or [N, H, W, C] -> float32 [N, C, H, W], standardised per channel with
+    ``stats`` (from :func:`image_stats`; by default the images' own)."""
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+    stats = stats or image_stats(images)
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    if len(stats["mean"]) != x.shape[1]:
+        raise ValueError(f"the images have {x.shape[1]} channel(s) but the normalisation has {len(stats['mean'])}")
+    mean = torch.tensor(stats["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(stats["std"]).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous()
