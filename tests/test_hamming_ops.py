@@ -155,6 +155,31 @@ def test_cpu_and_cuda_agree_bit_for_bit():
         assert torch.equal(a, b.cpu())
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("nbytes", [8, 16, 24, 32, 65])
+@pytest.mark.parametrize("k", [1, 10, 128, 129])
+def test_cuda_knn_on_a_large_database_matches_cpu(nbytes, k):
+    """Databases of >= 2^18 codes and k <= 128 take the CUDA candidate route; k = 129 does not."""
+    q = random_codes(40, nbytes, seed=nbytes)
+    db = random_codes(300_000, nbytes, seed=k)
+    Dc, Ic = pyhash.hamming_knn(q, db, k)
+    Dg, Ig = pyhash.hamming_knn(q.cuda(), db.cuda(), k)
+    assert torch.equal(Dc, Dg.cpu()) and torch.equal(Ic, Ig.cpu())
+
+
+@pytest.mark.cuda
+def test_cuda_candidate_overflow_falls_back_exactly():
+    """Queries whose candidates overflow (heavy ties) are recomputed; the others are not affected."""
+    clustered = random_codes(300_000, 8, seed=3, low_entropy=True)
+    spread = random_codes(300_000, 8, seed=4)
+    db = torch.cat([clustered, spread])
+    q = torch.cat([clustered[:20], spread[:20]])[torch.randperm(40, generator=torch.Generator().manual_seed(0))]
+    for k in (1, 10, 100):
+        Dc, Ic = pyhash.hamming_knn(q, db, k)
+        Dg, Ig = pyhash.hamming_knn(q.cuda(), db.cuda(), k)
+        assert torch.equal(Dc, Dg.cpu()) and torch.equal(Ic, Ig.cpu())
+
+
 def test_numpy_in_numpy_out():
     q = random_codes(5, 8, seed=1).numpy()
     D, I = pyhash.hamming_knn(q, q, 2)

@@ -176,3 +176,21 @@ def test_augmentation_keeps_shapes_and_changes_images():
         outs = [transform(images[0]) for _ in range(3)]
         assert all(o.shape == images[0].shape and o.dtype == torch.float32 for o in outs)
         assert any(not torch.equal(o, images[0]) for o in outs)
+
+
+@pytest.mark.slow
+def test_torch_compile_option_trains_and_saves_plain_weights(small_mnist, tmp_path):
+    x, y, _, _ = small_mnist
+    model, history = train(_config(compile=True, epochs={"classify": 1, "hash": 1}), x[:256], y[:256], out_dir=tmp_path)
+    assert all(np.isfinite(h["loss"]) for h in history)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    assert state.keys() == HashNet(LeNetTrunk(), 12, 10).state_dict().keys()  # no torch.compile wrapper names
+
+
+def test_colour_pipeline_with_fastresnet():
+    x = torch.randn(32, 3, 32, 32)
+    y = torch.arange(32) % 4
+    config = _config(trunk="fastresnet", num_classes=4, nbits=24, batch_size=16, epochs={"classify": 1, "bottleneck": 1, "hash": 1})
+    model, history = train(config, x, y)
+    assert [h["stage"] for h in history] == ["classify", "bottleneck", "hash"] and all(np.isfinite(h["loss"]) for h in history)
+    assert model.encode(x[:5]).shape == (5, 3)

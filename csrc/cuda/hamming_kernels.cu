@@ -159,6 +159,70 @@ __global__ void chunk_kernel(const uint64_t* __restrict__ queries,
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+constexpr int kCandidateQueries = 16;   // queries per block, held in registers
+constexpr int kCandidateThreads = 256;
+constexpr int64_t kCandidateCodesPerThread = 32;
+
+// Appends every code j of this block's database slice with distance <= threshold[q] to query q's
+// candidate row as the key (distance << 40 | j); count[q] counts all of them, including any that
+// did not fit in the row's `capacity` slots. Hits are rare, so the common path is pure popcount.
+// NW > 0: words per code known at compile time; NW == 0: any count (queries in shared memory).
+template <int NW>
+__global__ void candidates_kernel(const uint64_t* __restrict__ queries,
+                                  const uint64_t* __restrict__ database, int64_t nq, int64_t nd,
+                                  int64_t nwords_rt, const int32_t* __restrict__ threshold,
+                                  int64_t capacity, unsigned long long* __restrict__ count,
+                                  long long* __restrict__ keys) {
+  constexpr int QG = kCandidateQueries;
+  constexpr int kRegWords = NW > 0 ? NW : 1;
+  extern __shared__ uint64_t qs[];
+  const int64_t nwords = NW > 0 ? NW : nwords_rt;
+  const int64_t q0 = static_cast<int64_t>(blockIdx.y) * QG;
+  const int nq_here = static_cast<int>(imin(QG, nq - q0));
+  uint64_t qreg[QG][kRegWords];
+  int32_t t[QG];
+#pragma unroll
+  for (int u = 0; u < QG; ++u) {
+    t[u] = u < nq_here ? threshold[q0 + u] : -1;  // -1: an empty slot never matches
+#pragma unroll
+    for (int w = 0; w < kRegWords; ++w) qreg[u][w] = (NW > 0 && u < nq_here) ? queries[(q0 + u) * nwords + w] : 0;
+  }
+  if (NW == 0) {
+    for (int64_t i = threadIdx.x; i < nq_here * nwords; i += blockDim.x) qs[i] = queries[q0 * nwords + i];
+    __syncthreads();
+  }
+  const int64_t slice = kCandidateThreads * kCandidateCodesPerThread;
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * slice;
+  const int64_t end = imin(nd, begin + slice);
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    const uint64_t* code = database + j * nwords;
+    uint32_t hits = 0;
+    if (NW > 0) {
+      uint64_t x[kRegWords];
+#pragma unroll
+      for (int w = 0; w < kRegWords; ++w) x[w] = code[w];
+#pragma unroll
+      for (int u = 0; u < QG; ++u) {
+        int32_t d = 0;
+#pragma unroll
+        for (int w = 0; w < kRegWords; ++w) d += __popcll(x[w] ^ qreg[u][w]);
+        hits |= static_cast<uint32_t>(d <= t[u]) << u;
+      }
+    } else {
+      for (int u = 0; u < nq_here; ++u)
+        hits |= static_cast<uint32_t>(static_cast<int32_t>(distance(qs + u * nwords, code, nwords)) <= t[u]) << u;
+    }
+    while (hits) {  // rare
+      const int u = __ffs(hits) - 1;
+      hits &= hits - 1;
+      const uint64_t* q = NW > 0 ? queries + (q0 + u) * nwords : qs + u * nwords;
+      const long long d = distance(q, code, nwords);
+      const unsigned long long slot = atomicAdd(&count[q0 + u], 1ull);
+      if (slot < static_cast<unsigned long long>(capacity)) keys[(q0 + u) * capacity + slot] = (d << 40) | j;
+    }
+  }
+}
+
 }  // namespace
 
 Chunking choose_chunking(int64_t nq, int64_t nd) {
@@ -202,6 +266,30 @@ void distance_histogram(const uint64_t* queries, const uint64_t* database, int64
     histogram_kernel<<<grid, threads, smem, stream>>>(queries + q_begin * nwords, database,
                                                       nq - q_begin, nd, nwords, nbits, slice,
                                                       hist + q_begin * (nbits + 1));
+  }
+}
+
+void knn_candidates(const uint64_t* queries, const uint64_t* database, int64_t nq, int64_t nd,
+                    int64_t nwords, const int32_t* threshold, int64_t capacity,
+                    unsigned long long* count, long long* keys, cudaStream_t stream) {
+  if (nq == 0 || nd == 0) return;
+  const int64_t groups = ceil_div(nq, kCandidateQueries);
+  const int64_t slices = ceil_div(nd, kCandidateThreads * kCandidateCodesPerThread);
+  const size_t smem = nwords > 4 ? kCandidateQueries * nwords * sizeof(uint64_t) : 0;
+  for (int64_t g0 = 0; g0 < groups; g0 += 65535) {
+    const int64_t g_here = std::min<int64_t>(groups - g0, 65535);
+    const int64_t q = g0 * kCandidateQueries;
+    const dim3 grid(static_cast<unsigned>(slices), static_cast<unsigned>(g_here));
+    const uint64_t* qp = queries + q * nwords;
+    switch (nwords) {
+      case 1: candidates_kernel<1><<<grid, kCandidateThreads, 0, stream>>>(qp, database, nq - q, nd, nwords, threshold + q, capacity, count + q, keys + q * capacity); break;
+      case 2: candidates_kernel<2><<<grid, kCandidateThreads, 0, stream>>>(qp, database, nq - q, nd, nwords, threshold + q, capacity, count + q, keys + q * capacity); break;
+      case 3: candidates_kernel<3><<<grid, kCandidateThreads, 0, stream>>>(qp, database, nq - q, nd, nwords, threshold + q, capacity, count + q, keys + q * capacity); break;
+      case 4: candidates_kernel<4><<<grid, kCandidateThreads, 0, stream>>>(qp, database, nq - q, nd, nwords, threshold + q, capacity, count + q, keys + q * capacity); break;
+      default:
+        cudaFuncSetAttribute(candidates_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        candidates_kernel<0><<<grid, kCandidateThreads, smem, stream>>>(qp, database, nq - q, nd, nwords, threshold + q, capacity, count + q, keys + q * capacity);
+    }
   }
 }
 

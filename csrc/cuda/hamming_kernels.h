@@ -7,6 +7,12 @@
 //   3. emit: each chunk writes its codes at offsets from exclusive prefix sums of step 2, in
 //      position order, so ties at t are taken by ascending position;
 //   4. (torch glue) a stable sort of each query's output by distance.
+//
+// k-NN for small k on a large database takes a faster route (torch glue): the histogram of a
+// prefix sample gives a threshold t with at least k codes at distance <= t, so the exact top-k is
+// among the codes with d <= t; one pass appends those candidates as (distance, position) keys and
+// a top-k of the keys finishes. A query whose candidates overflow their buffer falls back to the
+// scheme above.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -36,6 +42,13 @@ void distance_histogram(const uint64_t* queries, const uint64_t* database, int64
 // t), ties_wanted[q] = kept - below[q].
 void knn_thresholds(const unsigned long long* hist, int64_t nq, int64_t nbits, int64_t kept,
                     int32_t* threshold, int64_t* below, int64_t* ties_wanted, cudaStream_t stream);
+
+// Appends the key (d << 40 | position) of every database code with d <= threshold[q] to
+// keys[q * capacity + slot] for slot < capacity; count[q] (zeroed) ends as the number of such
+// codes, which exceeds capacity when some were dropped. Slot order is arbitrary.
+void knn_candidates(const uint64_t* queries, const uint64_t* database, int64_t nq, int64_t nd,
+                    int64_t nwords, const int32_t* threshold, int64_t capacity,
+                    unsigned long long* count, long long* keys, cudaStream_t stream);
 
 // below_count[q * nchunks + c] = codes of chunk c with d < threshold[q]; at_count likewise for
 // d == threshold[q] (at_count may be null).
