@@ -95,6 +95,19 @@ def test_knn_large_database_splits_across_threads(cpu_isa):
     _check_knn(q, db, 5000)
 
 
+@pytest.mark.parametrize("low_entropy", [False, True])
+@pytest.mark.parametrize("nbytes", [8, 32])
+def test_knn_with_sampled_start_threshold(nbytes, low_entropy):
+    """Databases far larger than k start each query's threshold from a strided sample; ties at
+    the final threshold must still go to the smallest positions."""
+    q = random_codes(12, nbytes, seed=21, low_entropy=low_entropy)
+    db = random_codes(210_000, nbytes, seed=22, low_entropy=low_entropy)
+    Dr, Ir = hamming_knn_ref(q, db, 100)
+    for k in (1, 10, 100):
+        D, I = pyhash.hamming_knn(q, db, k)
+        assert torch.equal(D, Dr[:, :k]) and torch.equal(I, Ir[:, :k])
+
+
 def test_ties_break_by_ascending_position(device):
     db = torch.zeros((10, 4), dtype=torch.uint8, device=device)
     db[::2, 0] = 1  # even positions at distance 1 from the zero query, odd at 0
