@@ -97,9 +97,8 @@ def test_knn_large_database_splits_across_threads(cpu_isa):
 
 @pytest.mark.parametrize("low_entropy", [False, True])
 @pytest.mark.parametrize("nbytes", [8, 32])
-def test_knn_with_sampled_start_threshold(nbytes, low_entropy):
-    """Databases far larger than k start each query's threshold from a strided sample; ties at
-    the final threshold must still go to the smallest positions."""
+def test_knn_on_a_large_database_keeps_exact_ties(nbytes, low_entropy):
+    """A database far larger than k: ties at the final threshold go to the smallest positions."""
     q = random_codes(12, nbytes, seed=21, low_entropy=low_entropy)
     db = random_codes(210_000, nbytes, seed=22, low_entropy=low_entropy)
     Dr, Ir = hamming_knn_ref(q, db, 100)

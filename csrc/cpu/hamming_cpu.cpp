@@ -60,13 +60,11 @@ int64_t block_codes(int64_t nwords) {
 // The k smallest (distance, position) pairs seen so far, in scan (= position) order.
 // Accepts a distance d only if d < threshold(); the threshold is the smallest t for which at least
 // k kept candidates have distance <= t, so later candidates at distance t lose their tie.
-// `threshold` may start below nbits + 1 when at least k codes of the database are known to lie
-// at a distance below it (see sample_thresholds); no code of the answer is then rejected.
 class TopK {
  public:
-  TopK(int64_t k, int64_t nbits, uint64_t threshold)
+  TopK(int64_t k, int64_t nbits)
       : k_(k), capacity_(std::max<int64_t>(2 * k, k + 1024)), hist_(nbits + 2, 0),
-        threshold_(std::min<uint64_t>(threshold, nbits + 1)) {}
+        threshold_(nbits + 1) {}
 
   uint64_t threshold() const { return threshold_; }
 
@@ -226,9 +224,9 @@ std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const a
       const int64_t g = task / chunks, c = task % chunks;
       const int64_t q_begin = g * group_size, q_end = std::min(nq, q_begin + group_size);
       const int64_t begin = c * chunk_len, end = std::min(nd, begin + chunk_len);
-      std::vector<decltype(make(0))> collectors;
+      std::vector<decltype(make())> collectors;
       collectors.reserve(q_end - q_begin);
-      for (int64_t q = q_begin; q < q_end; ++q) collectors.push_back(make(q));
+      for (int64_t q = q_begin; q < q_end; ++q) collectors.push_back(make());
       if (begin < end) scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
       for (int64_t q = q_begin; q < q_end; ++q) partial[q * chunks + c] = collectors[q - q_begin].take();
     }
@@ -283,46 +281,6 @@ at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
   return result;
 }
 
-// Per query, nbits + 1 or a smaller exact bound: 1 + the kept-th smallest distance over an
-// evenly strided sample of the database. At least `kept` database codes lie below the bound, so
-// starting each TopK there loses nothing and spares the rescans of a loose early threshold.
-// Sampled only when the database is much larger than the sample.
-std::vector<uint64_t> sample_thresholds(const at::Tensor& q_words, const at::Tensor& db_words,
-                                        int64_t kept) {
-  const int64_t nq = q_words.size(0), nd = db_words.size(0), nwords = q_words.size(1) / 8;
-  const int64_t nbits = nwords * 64;
-  std::vector<uint64_t> bound(nq, static_cast<uint64_t>(nbits + 1));
-  const int64_t sample = std::min<int64_t>(65536, std::max<int64_t>(4096, 256 * kept));
-  if (nd < 8 * sample) return bound;
-  const auto* queries = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
-  const auto* database = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
-  const int64_t step = nd / sample;
-  std::vector<uint64_t> rows(sample * nwords);
-  for (int64_t s = 0; s < sample; ++s)
-    for (int64_t w = 0; w < nwords; ++w) rows[s * nwords + w] = database[s * step * nwords + w];
-  AlignedWords words(nwords * sample);
-  cpu::to_word_major(rows.data(), sample, nwords, words.get(), sample);
-  const cpu::BlockDistanceFn distances = cpu::block_distance_fn(cpu::active_isa(), nwords);
-  at::parallel_for(0, nq, 16, [&](int64_t b, int64_t e) {
-    std::vector<uint64_t> dist(sample);
-    std::vector<int64_t> hist(nbits + 1);
-    for (int64_t q = b; q < e; ++q) {
-      distances(queries + q * nwords, nwords, words.get(), sample, sample, dist.data());
-      std::fill(hist.begin(), hist.end(), 0);
-      for (uint64_t d : dist) ++hist[d];
-      int64_t reached = 0;
-      for (int64_t t = 0; t <= nbits; ++t) {
-        reached += hist[t];
-        if (reached >= kept) {
-          bound[q] = static_cast<uint64_t>(t + 1);
-          break;
-        }
-      }
-    }
-  });
-  return bound;
-}
-
 std::tuple<at::Tensor, at::Tensor> hamming_knn_cpu(const at::Tensor& queries,
                                                    const at::Tensor& database, int64_t k) {
   check_pair(queries, database);
@@ -334,8 +292,7 @@ std::tuple<at::Tensor, at::Tensor> hamming_knn_cpu(const at::Tensor& queries,
   if (nq == 0 || nd == 0) return {distances, indices};
   const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
   const int64_t kept = std::min(k, nd);
-  const std::vector<uint64_t> bound = sample_thresholds(q_words, db_words, kept);
-  auto best = search_all(q_words, db_words, [&](int64_t q) { return TopK(kept, nbits, bound[q]); }, kept);
+  auto best = search_all(q_words, db_words, [&] { return TopK(kept, nbits); }, kept);
   int32_t* dptr = distances.data_ptr<int32_t>();
   int64_t* iptr = indices.data_ptr<int64_t>();
   at::parallel_for(0, nq, 64, [&](int64_t b, int64_t e) {
@@ -361,7 +318,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hamming_range_cpu(const at::Tenso
   std::vector<std::vector<uint64_t>> found(nq);
   if (nq > 0 && nd > 0) {
     const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
-    found = search_all(q_words, db_words, [&](int64_t) { return WithinRadius(radius); }, nd);
+    found = search_all(q_words, db_words, [&] { return WithinRadius(radius); }, nd);
   }
   at::Tensor lims = at::empty({nq + 1}, queries.options().dtype(at::kLong));
   int64_t* lp = lims.data_ptr<int64_t>();
