@@ -56,9 +56,11 @@ void set_cpu_isa(const std::string& name) {
     isa = Isa::Avx2;
   } else if (name == "avx512_vpopcntdq" || name == "avx512") {
     isa = Isa::Avx512;
+  } else if (name == "amx_int8" || name == "amx") {
+    isa = Isa::Amx;
   } else {
     throw std::invalid_argument("unknown CPU ISA '" + name +
-                                "'; expected 'scalar', 'avx2' or 'avx512_vpopcntdq'");
+                                "'; expected 'scalar', 'avx2', 'avx512_vpopcntdq' or 'amx_int8'");
   }
   if (!pyhash::cpu::set_isa(isa))
     throw std::invalid_argument("this CPU does not support '" + name + "'");
@@ -71,5 +73,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("build_info", &build_info, "How this extension was built.");
   module.def("cpu_isa", &cpu_isa, "The popcount instruction set the CPU kernels use now.");
   module.def("set_cpu_isa", &set_cpu_isa,
-             "Force a popcount instruction set ('scalar', 'avx2', 'avx512_vpopcntdq').");
+             "Force an instruction set ('scalar', 'avx2', 'avx512_vpopcntdq', 'amx_int8').");
 }

@@ -26,8 +26,8 @@ def device(request):
 
 
 def supported_isas():
-    """Every popcount ISA this CPU can run, best first."""
-    order = ["avx512_vpopcntdq", "avx2", "scalar"]
+    """Every CPU instruction set the kernels can use here, best first."""
+    order = ["amx_int8", "avx512_vpopcntdq", "avx2", "scalar"]
     best = pyhash._C.build_info()["cpu_isa_best"]
     return order[order.index(best):]
 

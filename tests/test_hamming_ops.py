@@ -95,6 +95,23 @@ def test_knn_large_database_splits_across_threads(cpu_isa):
     _check_knn(q, db, 5000)
 
 
+@pytest.mark.parametrize("nbits", [72, 128, 200, 520, 4096])
+@pytest.mark.parametrize("low_entropy", [False, True])
+def test_many_blocks_with_partial_tiles(cpu_isa, nbits, low_entropy):
+    """Databases of several scan blocks, with code and query counts that fill no tile evenly.
+
+    Covers the candidate search after the first block, which for two or more 64-bit words per
+    code is the AMX kernel where the CPU has it (16 x 16 tiles, queries 32 at a time).
+    """
+    nd = {72: 4133, 128: 4133, 200: 2085, 520: 1049, 4096: 301}[nbits]
+    q = random_codes(45, nbits // 8, seed=31, low_entropy=low_entropy)
+    db = random_codes(nd, nbits // 8, seed=32, low_entropy=low_entropy)
+    for k in (1, 10, 300):
+        _check_knn(q, db, k)
+    for r in (nbits // 4, nbits * 2 // 5):
+        _check_range(q, db, r)
+
+
 @pytest.mark.parametrize("low_entropy", [False, True])
 @pytest.mark.parametrize("nbytes", [8, 32])
 def test_knn_on_a_large_database_keeps_exact_ties(nbytes, low_entropy):

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/amx_layout.h"
 #include "cpu/popcount.h"
 #include "cpu/word_layout.h"
 #include "hamming_common.h"
@@ -34,20 +35,49 @@ inline uint64_t make_key(uint64_t distance, int64_t position) {
 inline int32_t key_distance(uint64_t key) { return static_cast<int32_t>(key >> kPositionBits); }
 inline int64_t key_position(uint64_t key) { return static_cast<int64_t>(key & kPositionMask); }
 
-// A 64-byte aligned, uninitialised buffer of 64-bit words.
-class AlignedWords {
+// A 64-byte aligned, uninitialised buffer of n elements of T.
+template <typename T>
+class AlignedBuffer {
  public:
-  explicit AlignedWords(int64_t n) : data_(n > 0 ? static_cast<uint64_t*>(std::aligned_alloc(64, round_up(n))) : nullptr) {
-    TORCH_CHECK(n == 0 || data_ != nullptr, "pyhash: out of memory for a ", n * 8, "-byte buffer");
+  explicit AlignedBuffer(int64_t n) : data_(n > 0 ? static_cast<T*>(std::aligned_alloc(64, round_up(n))) : nullptr) {
+    TORCH_CHECK(n == 0 || data_ != nullptr, "pyhash: out of memory for a ", n * sizeof(T), "-byte buffer");
   }
-  ~AlignedWords() { std::free(data_); }
-  AlignedWords(const AlignedWords&) = delete;
-  AlignedWords& operator=(const AlignedWords&) = delete;
-  uint64_t* get() const { return data_; }
+  ~AlignedBuffer() { std::free(data_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  T* get() const { return data_; }
 
  private:
-  static size_t round_up(int64_t n) { return (static_cast<size_t>(n) * 8 + 63) / 64 * 64; }
-  uint64_t* data_;
+  static size_t round_up(int64_t n) { return (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64; }
+  T* data_;
+};
+using AlignedWords = AlignedBuffer<uint64_t>;
+
+// A query group prepared for the candidate searches of one ISA (the AMX kernel needs its queries
+// as int8 tiles, and scratch).
+class PreparedQueries {
+ public:
+  PreparedQueries(cpu::Isa isa, const uint64_t* words, int64_t count, int64_t nwords)
+      : amx_(isa == cpu::Isa::Amx), tiles_(amx_ ? cpu::amx_query_tile_bytes(count, nwords) : 0),
+        code_tiles_(amx_ ? cpu::amx_code_tile_bytes(nwords) : 0),
+        popcounts_(amx_ ? count : 0), limits_(amx_ ? cpu::amx_limit_count(count) : 0) {
+    set_.words = words;
+    set_.count = count;
+    set_.nwords = nwords;
+    if (!amx_) return;
+    cpu::to_amx_query_tiles(words, count, nwords, tiles_.get(), popcounts_.get());
+    set_.tiles = tiles_.get();
+    set_.popcounts = popcounts_.get();
+    set_.code_tiles = code_tiles_.get();
+    set_.limits = limits_.get();
+  }
+  const cpu::QuerySet& get() const { return set_; }
+
+ private:
+  bool amx_;
+  AlignedBuffer<int8_t> tiles_, code_tiles_;
+  AlignedBuffer<int32_t> popcounts_, limits_;
+  cpu::QuerySet set_;
 };
 
 // Database codes per block: about 32 KiB of words, a multiple of 16 codes.
@@ -165,6 +195,7 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   const int64_t block = block_codes(nwords);
   const int64_t nq = q_end - q_begin;
   AlignedWords transposed(nwords > 1 ? nwords * block : 0);
+  const PreparedQueries prepared(isa, queries + q_begin * nwords, q_end - q_begin, nwords);
   std::vector<uint64_t> thresholds(nq), dist(block);
   std::unique_ptr<uint64_t[]> found(new uint64_t[nq * block]);  // uninitialised on purpose
   for (int64_t b0 = begin; b0 < end; b0 += block) {
@@ -184,8 +215,7 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
       continue;
     }
     for (int64_t u = 0; u < nq; ++u) thresholds[u] = collectors[u].threshold();
-    const int64_t n = candidates(queries + q_begin * nwords, nq, nwords, words, stride, count,
-                                 thresholds.data(), found.get());
+    const int64_t n = candidates(prepared.get(), words, stride, count, thresholds.data(), found.get());
     for (int64_t h = 0; h < n; ++h) {
       const uint64_t key = found[h];
       Collector& c = collectors[key >> 48];

@@ -162,8 +162,10 @@ inline __mmask8 lanes_from(int64_t i, int64_t count) {
 }
 
 template <int NW, int kQueriesPerPass>
-int64_t candidates(const uint64_t* q, int64_t nq, int64_t nwords, const uint64_t* block,
-                   int64_t stride, int64_t count, const uint64_t* thresholds, uint64_t* out) {
+int64_t candidates(const QuerySet& queries, const uint64_t* block, int64_t stride, int64_t count,
+                   const uint64_t* thresholds, uint64_t* out) {
+  const uint64_t* q = queries.words;
+  const int64_t nq = queries.count, nwords = queries.nwords;
   const int64_t nw = NW > 0 ? NW : nwords;
   const int64_t groups = (count + kScreenCodes - 1) / kScreenCodes;
   int64_t n = 0;
