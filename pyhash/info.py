@@ -24,7 +24,7 @@ def collect() -> dict:
         "CUDA archs compiled": build["cuda_arch_list"] or "-",
         "CUDA available now": torch.cuda.is_available(),
         "GPU": torch.cuda.get_device_name() if torch.cuda.is_available() else "-",
-        "CPU popcount ISA": f"{pyhash._C.cpu_isa()} (best supported: {build['cpu_isa_best']})",
+        "CPU instruction set": f"{pyhash._C.cpu_isa()} (best supported: {build['cpu_isa_best']})",
         "CPU threads": torch.get_num_threads(),
         "ops": ", ".join(f"{k} [{'/'.join(v)}]" for k, v in ops.items()),
     }

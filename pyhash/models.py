@@ -4,6 +4,8 @@ Training uses the relaxed outputs z = head(trunk(x)); encoding uses sign(z) with
 by :func:`pyhash.pack_codes`.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -135,6 +137,17 @@ def make_trunk(name: str) -> nn.Module:
     return torchvision_trunk(name)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Puts ``model`` in eval mode for the block and restores its train/eval mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 class HashNet(nn.Module):
     """trunk -> Linear(B) hash head; ``classifier`` (num_classes) is used by the pre-training
     stages only."""
@@ -165,14 +178,12 @@ class HashNet(nn.Module):
         Bit j is sign(z_j) with 0 -> +1; when B is not a multiple of 8 the padding bits are 0 in
         every code, so Hamming distances are those of the B real bits.
         """
-        was_training = self.training
-        self.eval()
         pad = self.code_bytes * 8 - self.nbits
         codes = []
-        for s in range(0, len(x), batch_size):
-            z = self(x[s : s + batch_size])
-            if pad:
-                z = torch.nn.functional.pad(z, (0, pad), value=-1.0)
-            codes.append(pack_codes(z))
-        self.train(was_training)
+        with eval_mode(self):
+            for s in range(0, len(x), batch_size):
+                z = self(x[s : s + batch_size])
+                if pad:
+                    z = torch.nn.functional.pad(z, (0, pad), value=-1.0)
+                codes.append(pack_codes(z))
         return torch.cat(codes) if codes else torch.empty((0, self.code_bytes), dtype=torch.uint8)

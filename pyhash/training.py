@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pyhash._atomic import atomic_write
-from pyhash.models import HashNet, make_trunk
+from pyhash.models import HashNet, eval_mode, make_trunk
 from pyhash.nn import ExpHashLoss
 
 STAGES = ("classify", "bottleneck", "hash")
@@ -191,6 +191,10 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         pin_memory=device.type == "cuda",
     )
     device_labels = labels.to(device)
+    # The memory bank and the validation encode all training images each epoch: move them once.
+    device_images = images.to(device) if config.memory_bank or validating else None
+    if validating:
+        val_images = val_images.to(device)
     schedule = [s for s in STAGES for _ in range(config.epochs.get(s, 0))]
     ce = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     hash_loss = ExpHashLoss(lam=config.lam, beta=config.beta, surrogate=config.surrogate,
@@ -207,7 +211,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                 optimizer.load_state_dict(optimizer_state)
         stage_steps = config.epochs[stage] * len(loader)
         if stage == "hash" and config.memory_bank:
-            bank = relaxed_codes(model, images.to(device), memory_format)
+            bank = relaxed_codes(model, device_images, memory_format)
         model.train()
         started, total, count = time.perf_counter(), 0.0, 0
         progress = None
@@ -250,7 +254,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         entry = {"epoch": epoch + 1, "stage": stage, "loss": total / max(count, 1), "seconds": seconds,
                  "images_per_second": count / seconds, "lr": optimizer.param_groups[0]["lr"]}
         if validating:
-            entry.update(validation_score(model, stage, images, labels, val_images, val_labels, device, memory_format))
+            entry.update(validation_score(model, stage, device_images, labels, val_images, val_labels, device, memory_format))
             if config.select == "best-val" and stage == "hash" and (best is None or entry["val_mAP"] > best["score"]):
                 best = {"score": entry["val_mAP"], "epoch": epoch + 1, "model": copy.deepcopy(model.state_dict())}
         history.append(entry)
@@ -274,9 +278,7 @@ def validation_score(model: HashNet, stage: str, images, labels, val_images, val
     training images' codes (hash stage)."""
     from pyhash import metrics
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if stage == "hash":
             query, database = model.encode(val_images.to(device)), model.encode(images.to(device))
             return {"val_mAP": metrics.mean_average_precision(query.cpu(), database.cpu(), val_labels.cpu(), labels.cpu())}
@@ -287,27 +289,30 @@ def validation_score(model: HashNet, stage: str, images, labels, val_images, val
             logits = model.trunk_classifier(features) if stage == "classify" else model.classifier(torch.tanh(model.hash(features)))
             correct += int((logits.argmax(1).cpu() == val_labels[s : s + 1024].cpu()).sum())
         return {"val_accuracy": correct / len(val_images)}
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
 def relaxed_codes(model: HashNet, images: torch.Tensor, memory_format=torch.contiguous_format,
                   batch_size: int = 1024) -> torch.Tensor:
     """float32[N, B] relaxed codes z of images, computed in eval mode."""
-    was_training = model.training
-    model.eval()
-    z = torch.cat([model(images[s : s + batch_size].contiguous(memory_format=memory_format)).float()
-                   for s in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return z
+    with eval_mode(model):
+        return torch.cat([model(images[s : s + batch_size].contiguous(memory_format=memory_format)).float()
+                          for s in range(0, len(images), batch_size)])
+
+
+def _unit_scale_nchw(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W] or [N, H, W, C] -> float32 [N, C, H, W] on the 0..1 scale (a view for C > 1)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    return x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+
+
+def _channel_stats(x: torch.Tensor) -> dict:
+    return {"mean": x.mean(dim=(0, 2, 3)).tolist(), "std": x.std(dim=(0, 2, 3)).tolist()}
 
 
 def image_stats(images: np.ndarray) -> dict:
     """Per-channel mean and std of uint8 images [N, H, W] or [N, H, W, C], on the 0..1 scale."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-    return {"mean": x.mean(dim=(0, 2, 3)).tolist(), "std": x.std(dim=(0, 2, 3)).tolist()}
+    return _channel_stats(_unit_scale_nchw(images))
 
 
 def normalise_images(images: np.ndarray, stats: dict = None) -> torch.Tensor:
@@ -315,9 +320,8 @@ def normalise_images(images: np.ndarray, stats: dict = None) -> torch.Tensor:
     ``stats`` (from :func:`image_stats`; by default the images' own)."""
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-    stats = stats or image_stats(images)
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    x = _unit_scale_nchw(images)
+    stats = stats or _channel_stats(x)
     if len(stats["mean"]) != x.shape[1]:
         raise ValueError(f"the images have {x.shape[1]} channel(s) but the normalisation has {len(stats['mean'])}")
     mean = torch.tensor(stats["mean"]).view(1, -1, 1, 1)

@@ -43,7 +43,7 @@ def cpu_isa(request):
 
 @pytest.fixture(params=[f"cpu-{isa}" for isa in supported_isas()] + [pytest.param("cuda", marks=pytest.mark.cuda)])
 def backend(request):
-    """A device string; CPU cases run once per popcount ISA (restored afterwards)."""
+    """A device string; CPU cases run once per CPU instruction set (restored afterwards)."""
     if request.param == "cuda":
         yield "cuda"
         return

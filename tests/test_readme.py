@@ -34,7 +34,7 @@ def test_cli_help_and_info(tmp_path):
         assert command in out.stdout
         assert _cli(command, "--help", cwd=tmp_path).returncode == 0
     out = _cli("info", cwd=tmp_path, check=True)
-    assert "CPU popcount ISA" in out.stdout
+    assert "CPU instruction set" in out.stdout
 
 
 def test_cli_search_demo_runs_and_is_exact(tmp_path):
