@@ -1,5 +1,9 @@
 """Hamming kernels (distance, k-NN, range) against the pure-PyTorch reference, on every backend."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +114,24 @@ def test_many_blocks_with_partial_tiles(cpu_isa, nbits, low_entropy):
         _check_knn(q, db, k)
     for r in (nbits // 4, nbits * 2 // 5):
         _check_range(q, db, r)
+
+
+def _best_isa(tmp_path, **env):
+    # A fresh process (the AMX permission is decided once per process), outside the source tree.
+    code = "import pyhash; print(pyhash._C.build_info()['cpu_isa_best'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=dict(os.environ, **env), check=True)
+    return out.stdout.strip()
+
+
+def test_no_amx_switch_keeps_amx_off(tmp_path):
+    default = _best_isa(tmp_path, PYHASH_NO_AMX="0")
+    without = _best_isa(tmp_path, PYHASH_NO_AMX="1")
+    assert without != "amx_int8"
+    if default == "amx_int8":
+        assert without == "avx512_vpopcntdq"
+    else:
+        assert without == default
 
 
 @pytest.mark.parametrize("low_entropy", [False, True])

@@ -1,5 +1,6 @@
 // Run-time choice of the popcount implementation.
 #include <atomic>
+#include <cstdlib>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -16,10 +17,13 @@ namespace cpu {
 namespace {
 
 // AMX-TILE and AMX-INT8 in CPUID, and the Linux kernel's permission to use tile data (asked once
-// for the whole process, as oneDNN does; a kernel without AMX support refuses).
+// for the whole process, as oneDNN does; a kernel without AMX support refuses). PYHASH_NO_AMX=1
+// skips both, so pyhash never asks.
 bool amx_usable() {
 #if defined(__x86_64__) && defined(__linux__)
   static const bool usable = [] {
+    const char* off = std::getenv("PYHASH_NO_AMX");
+    if (off != nullptr && off[0] != '\0' && off[0] != '0') return false;
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
     const bool tile = edx & (1u << 24), int8 = edx & (1u << 25);
