@@ -53,12 +53,12 @@ class AlignedBuffer {
 };
 using AlignedWords = AlignedBuffer<uint64_t>;
 
-// A query group prepared for the candidate searches of one ISA (the AMX kernel needs its queries
-// as int8 tiles, and scratch).
+// A query group prepared for the candidate searches (the AMX kernel needs its queries as int8
+// tiles, and scratch).
 class PreparedQueries {
  public:
-  PreparedQueries(cpu::Isa isa, const uint64_t* words, int64_t count, int64_t nwords)
-      : amx_(isa == cpu::Isa::Amx), tiles_(amx_ ? cpu::amx_query_tile_bytes(count, nwords) : 0),
+  PreparedQueries(bool amx, const uint64_t* words, int64_t count, int64_t nwords)
+      : amx_(amx), tiles_(amx_ ? cpu::amx_query_tile_bytes(count, nwords) : 0),
         code_tiles_(amx_ ? cpu::amx_code_tile_bytes(nwords) : 0),
         popcounts_(amx_ ? count : 0), limits_(amx_ ? cpu::amx_limit_count(count) : 0) {
     set_.words = words;
@@ -195,7 +195,8 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   const int64_t block = block_codes(nwords);
   const int64_t nq = q_end - q_begin;
   AlignedWords transposed(nwords > 1 ? nwords * block : 0);
-  const PreparedQueries prepared(isa, queries + q_begin * nwords, q_end - q_begin, nwords);
+  const bool amx = cpu::amx_candidates(isa, nwords) && end - begin > block;  // beyond the first block
+  const PreparedQueries prepared(amx, queries + q_begin * nwords, nq, nwords);
   std::vector<uint64_t> thresholds(nq), dist(block);
   std::unique_ptr<uint64_t[]> found(new uint64_t[nq * block]);  // uninitialised on purpose
   for (int64_t b0 = begin; b0 < end; b0 += block) {

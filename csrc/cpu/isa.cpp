@@ -110,12 +110,15 @@ int64_t candidates_by_distances(const QuerySet& queries, const uint64_t* block, 
 
 }  // namespace
 
+// One word per code: storing the tiles costs as much as computing them, and the AVX-512 scan was
+// faster (18.3 against 13.3 G distances/s, docs/search.md). From two words on, AMX wins (256
+// bits: 6.0 against 4.5).
+bool amx_candidates(Isa isa, int64_t nwords) { return isa == Isa::Amx && nwords >= 2; }
+
 CandidatesFn candidates_fn(Isa isa, int64_t nwords) {
+  if (amx_candidates(isa, nwords)) return candidates_amx(nwords);
   switch (isa) {
-    // One word per code: storing the tiles costs as much as computing them, and the AVX-512
-    // scan was faster (18.3 against 13.3 G distances/s, docs/search.md). From two words on,
-    // AMX wins (256 bits: 6.0 against 4.5).
-    case Isa::Amx: return nwords >= 2 ? candidates_amx(nwords) : candidates_avx512(nwords);
+    case Isa::Amx:
     case Isa::Avx512: return candidates_avx512(nwords);
     case Isa::Avx2: return &candidates_by_distances<Isa::Avx2>;
     case Isa::Scalar: break;

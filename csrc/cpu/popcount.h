@@ -44,6 +44,8 @@ using CandidatesFn = int64_t (*)(const QuerySet& q, const uint64_t* block, int64
 CandidatesFn candidates_avx512(int64_t nwords);
 CandidatesFn candidates_amx(int64_t nwords);
 CandidatesFn candidates_fn(Isa isa, int64_t nwords);
+// Whether candidates_fn(isa, nwords) is the AMX kernel (which needs QuerySet's AMX fields).
+bool amx_candidates(Isa isa, int64_t nwords);
 
 BlockDistanceFn block_distance_scalar(int64_t nwords);
 BlockDistanceFn block_distance_avx2(int64_t nwords);
