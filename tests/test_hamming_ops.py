@@ -124,6 +124,19 @@ def _best_isa(tmp_path, **env):
     return out.stdout.strip()
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif("amx_int8" not in _cpu_flags(), reason="the CPU (or its kernel) has no AMX-INT8")
+def test_amx_is_chosen_where_the_cpu_has_it(tmp_path):
+    assert _best_isa(tmp_path, PYHASH_NO_AMX="0") == "amx_int8"
+
+
 def test_no_amx_switch_keeps_amx_off(tmp_path):
     default = _best_isa(tmp_path, PYHASH_NO_AMX="0")
     without = _best_isa(tmp_path, PYHASH_NO_AMX="1")
