@@ -11,10 +11,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/popcount.h"
+
 namespace pyhash {
 namespace cpu {
-
-constexpr int64_t kAmxTileBytes = 1024;  // 16 rows x 64 bytes
 
 // Queries are tiled 32 at a time (two B tiles per step); the last pair is padded with zeros.
 inline int64_t amx_query_pairs(int64_t nq) { return (nq + 31) / 32; }

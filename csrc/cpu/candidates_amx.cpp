@@ -20,8 +20,6 @@ namespace pyhash {
 namespace cpu {
 namespace {
 
-constexpr int kTileBytes = 1024;  // kAmxTileBytes in cpu/amx_layout.h
-
 // Palette 1, every tile 16 rows x 64 bytes (int32 C tiles: 16 x 16).
 struct alignas(64) TileConfig {
   uint8_t palette_id = 1;
@@ -48,7 +46,7 @@ inline void expand_codes(const uint64_t* block, int64_t stride, int64_t count, i
       const int64_t i = first + a * 16 + r;
       for (int64_t w = 0; w < nwords; ++w) {
         const uint64_t word = i < count ? block[w * stride + i] : 0;
-        _mm512_store_si512(tiles + (a * nwords + w) * kTileBytes + r * 64,
+        _mm512_store_si512(tiles + (a * nwords + w) * kAmxTileBytes + r * 64,
                            _mm512_movm_epi8(_cvtu64_mask64(word)));
       }
     }
@@ -118,22 +116,16 @@ int64_t candidates(const QuerySet& q, const uint64_t* block, int64_t stride, int
         for (int line = 0; line < 4; ++line)
           _mm_prefetch(reinterpret_cast<const char*>(block + w * stride + first + 64 + 8 * line), _MM_HINT_T0);
     expand_codes(block, stride, count, nwords, first, q.code_tiles);
-    if (nwords == 1) {
-      _tile_loadd(4, q.code_tiles, 64);
-      _tile_loadd(5, q.code_tiles + kTileBytes, 64);
-    }
     for (int64_t pair = 0; pair < pairs; ++pair) {
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
       _tile_zero(3);
       for (int64_t w = 0; w < nwords; ++w) {
-        if (nwords > 1) {
-          _tile_loadd(4, q.code_tiles + w * kTileBytes, 64);
-          _tile_loadd(5, q.code_tiles + (nwords + w) * kTileBytes, 64);
-        }
-        _tile_loadd(6, q.tiles + ((2 * pair) * nwords + w) * kTileBytes, 64);
-        _tile_loadd(7, q.tiles + ((2 * pair + 1) * nwords + w) * kTileBytes, 64);
+        _tile_loadd(4, q.code_tiles + w * kAmxTileBytes, 64);
+        _tile_loadd(5, q.code_tiles + (nwords + w) * kAmxTileBytes, 64);
+        _tile_loadd(6, q.tiles + ((2 * pair) * nwords + w) * kAmxTileBytes, 64);
+        _tile_loadd(7, q.tiles + ((2 * pair + 1) * nwords + w) * kAmxTileBytes, 64);
         _tile_dpbssd(0, 4, 6);
         _tile_dpbssd(1, 4, 7);
         _tile_dpbssd(2, 5, 6);
@@ -159,6 +151,7 @@ int64_t candidates(const QuerySet& q, const uint64_t* block, int64_t stride, int
 
 }  // namespace
 
+// Any word count works; cpu/isa.cpp routes only two or more words here (amx_candidates).
 CandidatesFn candidates_amx(int64_t /*nwords*/) { return &candidates; }
 
 }  // namespace cpu

@@ -111,8 +111,8 @@ int64_t candidates_by_distances(const QuerySet& queries, const uint64_t* block, 
 }  // namespace
 
 // One word per code: storing the tiles costs as much as computing them, and the AVX-512 scan was
-// faster (18.3 against 13.3 G distances/s, docs/search.md). From two words on, AMX wins (256
-// bits: 6.0 against 4.5).
+// faster (18.3 against 13.3 G distances/s, docs/search.md). From two words on, AMX ties or wins
+// (128 bits: 9.0 against 9.1; 256 bits: 6.1 against 4.4).
 bool amx_candidates(Isa isa, int64_t nwords) { return isa == Isa::Amx && nwords >= 2; }
 
 CandidatesFn candidates_fn(Isa isa, int64_t nwords) {

@@ -19,6 +19,9 @@ enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 using BlockDistanceFn = uint64_t (*)(const uint64_t* q, int64_t nwords, const uint64_t* block,
                                      int64_t stride, int64_t count, uint64_t* out);
 
+// Bytes of one AMX tile (16 rows x 64 bytes); the layout is in cpu/amx_layout.h.
+constexpr int64_t kAmxTileBytes = 1024;
+
 // A group of queries, prepared once for candidate searches over many database blocks.
 struct QuerySet {
   const uint64_t* words;  // count x nwords 64-bit words
