@@ -159,6 +159,40 @@ def test_knn_on_a_large_database_keeps_exact_ties(nbytes, low_entropy):
         assert torch.equal(D, Dr[:, :k]) and torch.equal(I, Ir[:, :k])
 
 
+@pytest.fixture
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("low_entropy", [False, True])
+@pytest.mark.parametrize("nbytes", [8, 32])
+def test_knn_with_a_sampled_threshold_matches_reference(cpu_isa, one_thread, nbytes, low_entropy):
+    """k >= 64 on chunks of >= 65,536 codes: the CPU caps each query's threshold from a strided
+    sample first (docs/search.md). On one thread, 200,000 codes make two such chunks."""
+    q = random_codes(8, nbytes, seed=41, low_entropy=low_entropy)
+    db = random_codes(200_000, nbytes, seed=42, low_entropy=low_entropy)
+    Dr, Ir = hamming_knn_ref(q, db, 300)
+    for k in (64, 100, 300):
+        D, I = pyhash.hamming_knn(q, db, k)
+        assert torch.equal(D, Dr[:, :k]) and torch.equal(I, Ir[:, :k])
+
+
+def test_knn_rescans_when_the_sample_misleads(one_thread):
+    """Only the sampled positions (every 32nd) of the first ten are near query 0, so its sampled
+    cap admits just those ten: fewer than k, and the query must be scanned again uncapped."""
+    q = random_codes(3, 8, seed=43)
+    db = (~q[0:1]).repeat(200_000, 1)
+    db[torch.arange(10) * 32] = q[0]
+    db[5000:5200] = q[1]
+    D, I = pyhash.hamming_knn(q, db, 100)
+    Dr, Ir = hamming_knn_ref(q, db, 100)
+    assert torch.equal(D, Dr) and torch.equal(I, Ir)
+    assert torch.equal(I[0, 10:], torch.arange(5000, 5090))
+
+
 def test_ties_break_by_ascending_position(device):
     db = torch.zeros((10, 4), dtype=torch.uint8, device=device)
     db[::2, 0] = 1  # even positions at distance 1 from the zero query, odd at 0

@@ -92,9 +92,10 @@ int64_t block_codes(int64_t nwords) {
 // k kept candidates have distance <= t, so later candidates at distance t lose their tie.
 class TopK {
  public:
-  TopK(int64_t k, int64_t nbits)
+  // cap: accept only d < cap from the start (the caller checks that k codes were found).
+  TopK(int64_t k, int64_t nbits, uint64_t cap = UINT64_MAX)
       : k_(k), capacity_(std::max<int64_t>(2 * k, k + 1024)), hist_(nbits + 2, 0),
-        threshold_(nbits + 1) {}
+        threshold_(std::min<uint64_t>(nbits + 1, cap)) {}
 
   uint64_t threshold() const { return threshold_; }
 
@@ -226,17 +227,11 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   }
 }
 
-// Runs `make` collectors over (query group x database chunk) tasks in parallel and returns, per
-// query, the merged sorted keys of all chunks (at most `limit` of them).
-template <typename MakeCollector>
-std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const at::Tensor& db_words,
-                                              MakeCollector make, int64_t limit) {
-  const int64_t nq = q_words.size(0);
-  const int64_t nd = db_words.size(0);
-  const int64_t nwords = q_words.size(1) / 8;
-  const auto* queries = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
-  const auto* database = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
-
+// Runs `task(q_begin, q_end, begin, end)` (the sorted keys of queries [q_begin, q_end) over
+// database codes [begin, end)) over (query group x database chunk) tasks in parallel and returns,
+// per query, the merged sorted keys of all chunks (at most `limit` of them).
+template <typename Task>
+std::vector<std::vector<uint64_t>> search_all(int64_t nq, int64_t nd, Task task, int64_t limit) {
   const int64_t threads = at::get_num_threads();
   const int64_t group_size = std::min(kMaxQueryGroup, std::max(kMinQueryGroup, (nq + threads - 1) / threads));
   const int64_t groups = (nq + group_size - 1) / group_size;
@@ -251,15 +246,13 @@ std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const a
 
   std::vector<std::vector<uint64_t>> partial(nq * chunks);
   at::parallel_for(0, groups * chunks, 1, [&](int64_t task_begin, int64_t task_end) {
-    for (int64_t task = task_begin; task < task_end; ++task) {
-      const int64_t g = task / chunks, c = task % chunks;
+    for (int64_t t = task_begin; t < task_end; ++t) {
+      const int64_t g = t / chunks, c = t % chunks;
       const int64_t q_begin = g * group_size, q_end = std::min(nq, q_begin + group_size);
       const int64_t begin = c * chunk_len, end = std::min(nd, begin + chunk_len);
-      std::vector<decltype(make())> collectors;
-      collectors.reserve(q_end - q_begin);
-      for (int64_t q = q_begin; q < q_end; ++q) collectors.push_back(make());
-      if (begin < end) scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
-      for (int64_t q = q_begin; q < q_end; ++q) partial[q * chunks + c] = collectors[q - q_begin].take();
+      if (begin >= end) continue;
+      std::vector<std::vector<uint64_t>> keys = task(q_begin, q_end, begin, end);
+      for (int64_t q = q_begin; q < q_end; ++q) partial[q * chunks + c] = std::move(keys[q - q_begin]);
     }
   });
 
@@ -281,6 +274,66 @@ std::vector<std::vector<uint64_t>> search_all(const at::Tensor& q_words, const a
     }
   });
   return merged;
+}
+
+// Early in a scan the k-NN threshold is loose and many codes pass it. So on large chunks, a
+// strided sample of one code in kSampleStride first gives each query the distance of its r-th
+// nearest sample code, with r about kSampleMargin times the rank that would predict the k-th
+// nearest of the whole chunk. Codes beyond that distance are then rejected from the start. If
+// fewer than k codes of the chunk lie within it (unlikely), the query is scanned again uncapped.
+constexpr int64_t kSampleStride = 32;
+constexpr int64_t kMinSampledChunk = 65536;
+constexpr int64_t kSampleMargin = 3;
+constexpr int64_t kMinSampleRank = 6;
+
+// Per-query caps for TopK over codes [begin, end), or an empty vector when sampling would not
+// pay (a small chunk or a small k).
+std::vector<uint64_t> sampled_caps(const uint64_t* queries, const uint64_t* database, int64_t nwords,
+                                   int64_t q_begin, int64_t q_end, int64_t begin, int64_t end,
+                                   int64_t k, int64_t nbits) {
+  const int64_t n = end - begin;
+  if (n < kMinSampledChunk) return {};
+  const int64_t samples = n / kSampleStride;
+  const int64_t rank = (kSampleMargin * k * samples + n - 1) / n;
+  if (rank < kMinSampleRank || rank > samples / 2) return {};
+  AlignedWords sample(samples * nwords);
+  for (int64_t s = 0; s < samples; ++s)
+    std::copy_n(database + (begin + s * kSampleStride) * nwords, nwords, sample.get() + s * nwords);
+  std::vector<TopK> collectors(q_end - q_begin, TopK(rank, nbits));
+  scan(queries, sample.get(), nwords, q_begin, q_end, 0, samples, collectors);
+  std::vector<uint64_t> caps(q_end - q_begin);
+  for (int64_t u = 0; u < q_end - q_begin; ++u)
+    caps[u] = static_cast<uint64_t>(key_distance(collectors[u].take()[rank - 1])) + 1;
+  return caps;
+}
+
+// The sorted keys of the k nearest codes among [begin, end) for queries [q_begin, q_end).
+std::vector<std::vector<uint64_t>> knn_task(const uint64_t* queries, const uint64_t* database,
+                                            int64_t nwords, int64_t q_begin, int64_t q_end,
+                                            int64_t begin, int64_t end, int64_t k, int64_t nbits) {
+  const int64_t nq = q_end - q_begin;
+  const std::vector<uint64_t> caps = sampled_caps(queries, database, nwords, q_begin, q_end, begin, end, k, nbits);
+  std::vector<TopK> collectors;
+  collectors.reserve(nq);
+  for (int64_t u = 0; u < nq; ++u) collectors.emplace_back(k, nbits, caps.empty() ? UINT64_MAX : caps[u]);
+  scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
+  std::vector<std::vector<uint64_t>> keys(nq);
+  const int64_t wanted = std::min(k, end - begin);
+  std::vector<int64_t> misled;  // queries with fewer than k codes within their cap
+  for (int64_t u = 0; u < nq; ++u) {
+    keys[u] = collectors[u].take();
+    if (!caps.empty() && static_cast<int64_t>(keys[u].size()) < wanted) misled.push_back(u);
+  }
+  if (misled.empty()) return keys;
+  // Scan them again together, uncapped (one query alone would cost a full pass of the kernel).
+  const int64_t nm = static_cast<int64_t>(misled.size());
+  std::vector<uint64_t> again(nm * nwords);
+  for (int64_t m = 0; m < nm; ++m)
+    std::copy_n(queries + (q_begin + misled[m]) * nwords, nwords, again.data() + m * nwords);
+  std::vector<TopK> uncapped(nm, TopK(k, nbits));
+  scan(again.data(), database, nwords, 0, nm, begin, end, uncapped);
+  for (int64_t m = 0; m < nm; ++m) keys[misled[m]] = uncapped[m].take();
+  return keys;
 }
 
 at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
@@ -322,8 +375,12 @@ std::tuple<at::Tensor, at::Tensor> hamming_knn_cpu(const at::Tensor& queries,
   at::Tensor indices = at::full({nq, k}, -1, queries.options().dtype(at::kLong));
   if (nq == 0 || nd == 0) return {distances, indices};
   const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
-  const int64_t kept = std::min(k, nd);
-  auto best = search_all(q_words, db_words, [&] { return TopK(kept, nbits); }, kept);
+  const int64_t kept = std::min(k, nd), nwords = q_words.size(1) / 8;
+  const auto* qw = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
+  const auto* dw = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
+  auto best = search_all(nq, nd, [&](int64_t q_begin, int64_t q_end, int64_t begin, int64_t end) {
+    return knn_task(qw, dw, nwords, q_begin, q_end, begin, end, kept, nbits);
+  }, kept);
   int32_t* dptr = distances.data_ptr<int32_t>();
   int64_t* iptr = indices.data_ptr<int64_t>();
   at::parallel_for(0, nq, 64, [&](int64_t b, int64_t e) {
@@ -349,7 +406,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hamming_range_cpu(const at::Tenso
   std::vector<std::vector<uint64_t>> found(nq);
   if (nq > 0 && nd > 0) {
     const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
-    found = search_all(q_words, db_words, [&] { return WithinRadius(radius); }, nd);
+    const int64_t nwords = q_words.size(1) / 8;
+    const auto* qw = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
+    const auto* dw = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
+    found = search_all(nq, nd, [&](int64_t q_begin, int64_t q_end, int64_t begin, int64_t end) {
+      std::vector<WithinRadius> collectors(q_end - q_begin, WithinRadius(radius));
+      scan(qw, dw, nwords, q_begin, q_end, begin, end, collectors);
+      std::vector<std::vector<uint64_t>> keys(q_end - q_begin);
+      for (size_t u = 0; u < keys.size(); ++u) keys[u] = collectors[u].take();
+      return keys;
+    }, nd);
   }
   at::Tensor lims = at::empty({nq + 1}, queries.options().dtype(at::kLong));
   int64_t* lp = lims.data_ptr<int64_t>();
