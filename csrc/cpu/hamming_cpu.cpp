@@ -53,6 +53,11 @@ class AlignedBuffer {
 };
 using AlignedWords = AlignedBuffer<uint64_t>;
 
+// The 64-bit words of codes prepared by as_word_rows.
+inline const uint64_t* words_of(const at::Tensor& word_rows) {
+  return reinterpret_cast<const uint64_t*>(word_rows.data_ptr<uint8_t>());
+}
+
 // A query group prepared for the candidate searches (the AMX kernel needs its queries as int8
 // tiles, and scratch).
 class PreparedQueries {
@@ -227,6 +232,18 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   }
 }
 
+// scan(), then each collector's sorted keys.
+template <typename Collector>
+std::vector<std::vector<uint64_t>> scan_keys(const uint64_t* queries, const uint64_t* database,
+                                             int64_t nwords, int64_t q_begin, int64_t q_end,
+                                             int64_t begin, int64_t end,
+                                             std::vector<Collector>& collectors) {
+  scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
+  std::vector<std::vector<uint64_t>> keys(collectors.size());
+  for (size_t u = 0; u < keys.size(); ++u) keys[u] = collectors[u].take();
+  return keys;
+}
+
 // Runs `task(q_begin, q_end, begin, end)` (the sorted keys of queries [q_begin, q_end) over
 // database codes [begin, end)) over (query group x database chunk) tasks in parallel and returns,
 // per query, the merged sorted keys of all chunks (at most `limit` of them).
@@ -281,8 +298,8 @@ std::vector<std::vector<uint64_t>> search_all(int64_t nq, int64_t nd, Task task,
 // Early in a scan the k-NN threshold is loose and many codes pass it. So on large chunks, a
 // strided sample of one code in kSampleStride first gives each query the distance of its r-th
 // nearest sample code, with r about kSampleMargin times the rank that would predict the k-th
-// nearest of the whole chunk. Codes beyond that distance are then rejected from the start. If
-// fewer than k codes of the chunk lie within it (unlikely), the query is scanned again uncapped.
+// nearest of the whole chunk. Codes beyond that distance are then rejected from the start. The
+// queries with fewer than k codes of the chunk within it (unlikely) are scanned again, uncapped.
 constexpr int64_t kSampleStride = 32;
 constexpr int64_t kMinSampledChunk = 65536;
 constexpr int64_t kSampleMargin = 3;
@@ -302,10 +319,9 @@ std::vector<uint64_t> sampled_caps(const uint64_t* queries, const uint64_t* data
   for (int64_t s = 0; s < samples; ++s)
     std::copy_n(database + (begin + s * kSampleStride) * nwords, nwords, sample.get() + s * nwords);
   std::vector<TopK> collectors(q_end - q_begin, TopK(rank, nbits));
-  scan(queries, sample.get(), nwords, q_begin, q_end, 0, samples, collectors);
-  std::vector<uint64_t> caps(q_end - q_begin);
-  for (int64_t u = 0; u < q_end - q_begin; ++u)
-    caps[u] = static_cast<uint64_t>(key_distance(collectors[u].take()[rank - 1])) + 1;
+  const auto keys = scan_keys(queries, sample.get(), nwords, q_begin, q_end, 0, samples, collectors);
+  std::vector<uint64_t> caps(keys.size());
+  for (size_t u = 0; u < keys.size(); ++u) caps[u] = static_cast<uint64_t>(key_distance(keys[u][rank - 1])) + 1;
   return caps;
 }
 
@@ -318,14 +334,11 @@ std::vector<std::vector<uint64_t>> knn_task(const uint64_t* queries, const uint6
   std::vector<TopK> collectors;
   collectors.reserve(nq);
   for (int64_t u = 0; u < nq; ++u) collectors.emplace_back(k, nbits, caps.empty() ? UINT64_MAX : caps[u]);
-  scan(queries, database, nwords, q_begin, q_end, begin, end, collectors);
-  std::vector<std::vector<uint64_t>> keys(nq);
+  auto keys = scan_keys(queries, database, nwords, q_begin, q_end, begin, end, collectors);
   const int64_t wanted = std::min(k, end - begin);
   std::vector<int64_t> misled;  // queries with fewer than k codes within their cap
-  for (int64_t u = 0; u < nq; ++u) {
-    keys[u] = collectors[u].take();
+  for (int64_t u = 0; u < nq; ++u)
     if (!caps.empty() && static_cast<int64_t>(keys[u].size()) < wanted) misled.push_back(u);
-  }
   if (misled.empty()) return keys;
   // Scan them again together, uncapped (one query alone would cost a full pass of the kernel).
   const int64_t nm = static_cast<int64_t>(misled.size());
@@ -333,8 +346,8 @@ std::vector<std::vector<uint64_t>> knn_task(const uint64_t* queries, const uint6
   for (int64_t m = 0; m < nm; ++m)
     std::copy_n(queries + (q_begin + misled[m]) * nwords, nwords, again.data() + m * nwords);
   std::vector<TopK> uncapped(nm, TopK(k, nbits));
-  scan(again.data(), database, nwords, 0, nm, begin, end, uncapped);
-  for (int64_t m = 0; m < nm; ++m) keys[misled[m]] = uncapped[m].take();
+  auto rescanned = scan_keys(again.data(), database, nwords, 0, nm, begin, end, uncapped);
+  for (int64_t m = 0; m < nm; ++m) keys[misled[m]] = std::move(rescanned[m]);
   return keys;
 }
 
@@ -345,8 +358,8 @@ at::Tensor hamming_distance_cpu(const at::Tensor& a, const at::Tensor& b) {
   const int64_t na = a.size(0), nb = b.size(0), nwords = a_words.size(1) / 8;
   at::Tensor result = at::empty({na, nb}, a.options().dtype(at::kInt));
   if (na == 0 || nb == 0) return result;
-  const auto* aw = reinterpret_cast<const uint64_t*>(a_words.data_ptr<uint8_t>());
-  const auto* bw = reinterpret_cast<const uint64_t*>(b_words.data_ptr<uint8_t>());
+  const uint64_t* aw = words_of(a_words);
+  const uint64_t* bw = words_of(b_words);
   int32_t* out = result.data_ptr<int32_t>();
   const cpu::BlockDistanceFn distances = cpu::block_distance_fn(cpu::active_isa(), nwords);
   const int64_t block = block_codes(nwords);
@@ -378,10 +391,8 @@ std::tuple<at::Tensor, at::Tensor> hamming_knn_cpu(const at::Tensor& queries,
   if (nq == 0 || nd == 0) return {distances, indices};
   const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
   const int64_t kept = std::min(k, nd), nwords = q_words.size(1) / 8;
-  const auto* qw = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
-  const auto* dw = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
   auto best = search_all(nq, nd, [&](int64_t q_begin, int64_t q_end, int64_t begin, int64_t end) {
-    return knn_task(qw, dw, nwords, q_begin, q_end, begin, end, kept, nbits);
+    return knn_task(words_of(q_words), words_of(db_words), nwords, q_begin, q_end, begin, end, kept, nbits);
   }, kept);
   int32_t* dptr = distances.data_ptr<int32_t>();
   int64_t* iptr = indices.data_ptr<int64_t>();
@@ -409,14 +420,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hamming_range_cpu(const at::Tenso
   if (nq > 0 && nd > 0) {
     const at::Tensor q_words = as_word_rows(queries), db_words = as_word_rows(database);
     const int64_t nwords = q_words.size(1) / 8;
-    const auto* qw = reinterpret_cast<const uint64_t*>(q_words.data_ptr<uint8_t>());
-    const auto* dw = reinterpret_cast<const uint64_t*>(db_words.data_ptr<uint8_t>());
     found = search_all(nq, nd, [&](int64_t q_begin, int64_t q_end, int64_t begin, int64_t end) {
       std::vector<WithinRadius> collectors(q_end - q_begin, WithinRadius(radius));
-      scan(qw, dw, nwords, q_begin, q_end, begin, end, collectors);
-      std::vector<std::vector<uint64_t>> keys(q_end - q_begin);
-      for (size_t u = 0; u < keys.size(); ++u) keys[u] = collectors[u].take();
-      return keys;
+      return scan_keys(words_of(q_words), words_of(db_words), nwords, q_begin, q_end, begin, end, collectors);
     }, nd);
   }
   at::Tensor lims = at::empty({nq + 1}, queries.options().dtype(at::kLong));
