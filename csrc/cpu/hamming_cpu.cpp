@@ -253,8 +253,7 @@ std::vector<std::vector<uint64_t>> search_all(int64_t nq, int64_t nd, Task task,
   const int64_t group_size = std::min(kMaxQueryGroup, std::max(kMinQueryGroup, (nq + threads - 1) / threads));
   const int64_t groups = (nq + group_size - 1) / group_size;
   // Split the database too when there are fewer query groups than threads. Not more often: each
-  // chunk has its own, looser k-NN threshold (2 threads, 1000 queries, 64 bits, k = 100: 51-57 ms
-  // with 2 chunks per group, 42-43 ms without).
+  // chunk has its own, looser k-NN threshold (measured in docs/performance.md, "2 threads").
   int64_t chunks = 1;
   if (groups < threads) {
     const int64_t wanted = (threads + groups - 1) / groups;
