@@ -28,6 +28,7 @@ def _config(args):
         augment=not args.no_augment,
         val_fraction=args.val_fraction,
         select=args.select,
+        ema=args.ema,
         amp=args.amp,
         channels_last=args.channels_last,
         compile=args.compile,
@@ -171,6 +172,9 @@ def _training_arguments(parser, bits, classify, bottleneck, hash_epochs, trunk, 
                         help="hold this fraction of each training class out as a validation split, scored every epoch (default 0)")
     parser.add_argument("--select", default="last", choices=["last", "best-val"],
                         help="report the last epoch (default) or the hash epoch with the best validation mAP (needs --val-fraction)")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="decay of an exponential moving average of the weights over the last stage, e.g. 0.998; "
+                             "the average is what is validated, selected and saved (default 0: off)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for the network (the loss stays float32)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trunk")

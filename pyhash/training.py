@@ -13,6 +13,10 @@ killed run losing at most the current epoch. Checkpoints load with ``weights_onl
 With validation images, each epoch also reports a validation score (accuracy in the pre-training
 stages, mAP against the training codes in the hash stage); ``select="best-val"`` keeps the
 hash-stage epoch with the best validation mAP. The test queries are never used.
+
+With ``ema > 0``, an exponential moving average of the weights (and batch-norm statistics) is
+kept over the last stage's steps; it is what validation scores, what ``best-val`` keeps and what
+the returned model holds.
 """
 
 import copy
@@ -59,6 +63,7 @@ class TrainConfig:
     augment: bool = True
     val_fraction: float = 0.0
     select: str = "last"
+    ema: float = 0.0  # decay of the weight average over the last stage; 0 = off
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -87,11 +92,16 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.select == "best-val" and self.val_fraction == 0.0:
             raise ValueError("select='best-val' needs a validation split (val_fraction > 0)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (0 turns the weight average off), got {self.ema}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
     def total_epochs(self) -> int:
         return sum(self.epochs.get(s, 0) for s in STAGES)
+
+    def last_stage(self) -> str:
+        return [s for s in STAGES if self.epochs.get(s, 0) > 0][-1]
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -136,6 +146,13 @@ def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _weight_average(config: TrainConfig, model: nn.Module):
+    """An exponential moving average of model's weights and buffers (torch.optim.swa_utils)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+
+
 def _make_optimizer(config: TrainConfig, model: nn.Module):
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -168,7 +185,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     trunk = torch.compile(model.trunk) if config.compile else model.trunk
     out = Path(out_dir) if out_dir is not None else None
     start_epoch, history, best = 0, [], None
-    optimizer_state, shuffle_state = None, None
+    optimizer_state, shuffle_state, average_state = None, None, None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -179,6 +196,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
             start_epoch, history = state["epoch"], json.loads(state["history"])
             optimizer_state, shuffle_state = state["optimizer"], state["shuffle_rng"]
             best = state.get("best")
+            average_state = state.get("average")
             torch.set_rng_state(state["torch_rng"])
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -200,7 +218,10 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     hash_loss = ExpHashLoss(lam=config.lam, beta=config.beta, surrogate=config.surrogate,
                             weighting=config.weighting, quantization=config.quantization)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
-    optimizer, bank = None, None
+    optimizer, bank, average = None, None, None
+    if config.ema > 0 and average_state is not None:  # the checkpoint was written in the last stage
+        average = _weight_average(config, model)
+        average.load_state_dict(average_state)
     for epoch in range(start_epoch, len(schedule)):
         stage = schedule[epoch]
         stage_start = schedule.index(stage)
@@ -209,6 +230,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
             # Resuming in the middle of a stage continues its optimizer; a new stage starts afresh.
             if optimizer_state is not None and epoch == start_epoch and epoch > stage_start:
                 optimizer.load_state_dict(optimizer_state)
+        if config.ema > 0 and stage == config.last_stage() and average is None:
+            average = _weight_average(config, model)
         stage_steps = config.epochs[stage] * len(loader)
         if stage == "hash" and config.memory_bank:
             bank = relaxed_codes(model, device_images, memory_format)
@@ -243,6 +266,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
             total += float(loss.detach()) * len(y)
             count += len(y)
             if progress is not None:
@@ -253,20 +278,24 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch + 1, "stage": stage, "loss": total / max(count, 1), "seconds": seconds,
                  "images_per_second": count / seconds, "lr": optimizer.param_groups[0]["lr"]}
+        scored = average.module if average is not None else model
         if validating:
-            entry.update(validation_score(model, stage, device_images, labels, val_images, val_labels, device, memory_format))
+            entry.update(validation_score(scored, stage, device_images, labels, val_images, val_labels, device, memory_format))
             if config.select == "best-val" and stage == "hash" and (best is None or entry["val_mAP"] > best["score"]):
-                best = {"score": entry["val_mAP"], "epoch": epoch + 1, "model": copy.deepcopy(model.state_dict())}
+                best = {"score": entry["val_mAP"], "epoch": epoch + 1, "model": copy.deepcopy(scored.state_dict())}
         history.append(entry)
         if out is not None:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                           "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
-                          "shuffle_rng": generator.get_state(), "best": best}, out / "checkpoint.pt")
+                          "shuffle_rng": generator.get_state(), "best": best,
+                          "average": average.state_dict() if average is not None else None}, out / "checkpoint.pt")
     if config.select == "best-val" and best is not None:
         model.load_state_dict(best["model"])
         history[best["epoch"] - 1]["selected"] = True
+    elif average is not None:
+        model.load_state_dict(average.module.state_dict())
     model.eval()
     return model, history
 

@@ -96,6 +96,48 @@ def test_validation_scores_and_best_epoch_selection(small_mnist):
     assert got == pytest.approx(max(scores), abs=1e-12)  # the model returned is the selected epoch's
 
 
+def test_weight_average_is_the_returned_model(small_mnist, monkeypatch):
+    """With ema, the returned weights are the exponential average of the last stage's steps."""
+    import pyhash.training
+
+    x, y, _, _ = small_mnist
+    decay, snapshots = 0.9, []
+    original_step = torch.optim.AdamW.step
+
+    def step_and_record(self, *args, **kwargs):
+        result = original_step(self, *args, **kwargs)
+        snapshots.append([p.detach().clone() for group in self.param_groups for p in group["params"]])
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_and_record)
+    config = _config(ema=decay, epochs={"classify": 1, "hash": 2})
+    model, _ = pyhash.training.train(config, x[:256], y[:256])
+    steps_per_epoch = 256 // config.batch_size
+    last_stage = snapshots[steps_per_epoch:]  # the hash stage's steps
+    assert len(last_stage) == 2 * steps_per_epoch
+    for i, param in enumerate(model.parameters()):
+        expected = last_stage[0][i]
+        for snap in last_stage[1:]:
+            expected = decay * expected + (1 - decay) * snap[i]
+        torch.testing.assert_close(param.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(next(model.parameters()).detach(), last_stage[-1][0])  # not the last step's
+
+
+@pytest.mark.parametrize("killed_after", [1, 2])
+def test_resume_with_weight_average(small_mnist, tmp_path, monkeypatch, killed_after):
+    x, y, _, _ = small_mnist
+    config = _config(ema=0.9, epochs={"classify": 1, "hash": 2})
+    full, _ = train(config, x[:256], y[:256], out_dir=tmp_path / "full")
+    with monkeypatch.context() as patch:
+        _kill_after(patch, killed_after)
+        with pytest.raises(_Killed):
+            train(config, x[:256], y[:256], out_dir=tmp_path / "resumed")
+    resumed, history = train(config, x[:256], y[:256], out_dir=tmp_path / "resumed", resume=True)
+    assert len(history) == 3
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_learning_rate_schedule():
     from pyhash.training import _learning_rate
 
@@ -115,6 +157,8 @@ def test_learning_rate_schedule():
     (dict(val_fraction=1.0), "val_fraction"),
     (dict(batch_size=1), "batch_size"),
     (dict(lr=0.0), "lr"),
+    (dict(ema=1.0), "ema"),
+    (dict(ema=-0.1), "ema"),
 ])
 def test_bad_training_options(options, message):
     with pytest.raises(ValueError, match=message):
