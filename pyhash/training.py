@@ -147,10 +147,22 @@ def _learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 
 
 def _weight_average(config: TrainConfig, model: nn.Module):
-    """An exponential moving average of model's weights and buffers (torch.optim.swa_utils)."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    """An exponential moving average of model's weights and buffers (torch.optim.swa_utils).
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+    Update t (from 0) uses the decay min(ema, (1 + t) / (10 + t)), so the first steps, far from
+    the final weights, fade out quickly.
+    """
+    from torch.optim.swa_utils import AveragedModel
+
+    @torch.no_grad()
+    def average(averaged: list, current: list, updates: torch.Tensor) -> None:
+        if not torch.is_floating_point(averaged[0]):  # counters such as num_batches_tracked
+            torch._foreach_copy_(averaged, current)
+            return
+        decay = min(config.ema, (1.0 + int(updates)) / (10.0 + int(updates)))
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
+
+    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module):

@@ -117,8 +117,9 @@ def test_weight_average_is_the_returned_model(small_mnist, monkeypatch):
     assert len(last_stage) == 2 * steps_per_epoch
     for i, param in enumerate(model.parameters()):
         expected = last_stage[0][i]
-        for snap in last_stage[1:]:
-            expected = decay * expected + (1 - decay) * snap[i]
+        for t, snap in enumerate(last_stage[1:], start=1):
+            d = min(decay, (1 + t) / (10 + t))  # warm-up of the decay
+            expected = d * expected + (1 - d) * snap[i]
         torch.testing.assert_close(param.detach(), expected, rtol=1e-5, atol=1e-6)
     assert not torch.equal(next(model.parameters()).detach(), last_stage[-1][0])  # not the last step's
 
