@@ -93,17 +93,21 @@ def test_loss_cpu_peak_memory(benchmark, impl):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("impl", ["pyhash", "eager"])
-def test_loss_gpu(benchmark, impl):
+@pytest.mark.parametrize("impl", ["pyhash", "pyhash-tensor", "eager"])
+def test_loss_gpu(benchmark, monkeypatch, impl):
+    """pyhash: the default CUDA row kernel (SIMT); pyhash-tensor: PYHASH_CUDA_LOSS=tensor."""
     n, m, nbits = 8192, 50_000, 64
-    if impl == "pyhash":
+    if impl == "pyhash-tensor":
+        monkeypatch.setenv("PYHASH_CUDA_LOSS", "tensor")
+    fn = IMPLS["eager" if impl == "eager" else "pyhash"]
+    if impl != "eager":
         _check_same(1000, 3000, 64, "cuda")
     inputs = _inputs(n, m, nbits, "cuda")
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
 
     def timed():
-        out = _step(IMPLS[impl], *inputs)
+        out = _step(fn, *inputs)
         torch.cuda.synchronize()
         return out
 
@@ -111,6 +115,11 @@ def test_loss_gpu(benchmark, impl):
     benchmark.pedantic(timed, rounds=5, iterations=1, warmup_rounds=1)
     peak = torch.cuda.max_memory_allocated() - base
     print(f"\n{impl}: peak extra GPU memory {peak / 2**20:.0f} MiB")
-    record("Fused loss, forward + backward, GPU (n = 8192, m = 50,000, B = 64)", "time", impl, median_seconds(benchmark),
-           3 * n * m * nbits * 2, "FLOP")
-    record_memory("Fused loss, peak extra GPU memory (n = 8192, m = 50,000, B = 64)", "forward + backward", impl, peak)
+    # One row per CUDA row kernel, each against the same eager run.
+    cases = {"pyhash": ["SIMT kernel (default)"], "pyhash-tensor": ["tensor-core kernel"]}.get(
+        impl, ["SIMT kernel (default)", "tensor-core kernel"])
+    for case in cases:
+        name = "eager" if impl == "eager" else "pyhash"
+        record("Fused loss, forward + backward, GPU (n = 8192, m = 50,000, B = 64)", case, name, median_seconds(benchmark),
+               3 * n * m * nbits * 2, "FLOP")
+        record_memory("Fused loss, peak extra GPU memory (n = 8192, m = 50,000, B = 64)", case, name, peak)

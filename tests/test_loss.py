@@ -13,6 +13,16 @@ SURROGATES = ["tanh", "bilinear", "cosine"]
 WEIGHTINGS = ["uniform", "balanced"]
 # (rtol, atol) per dtype for values and gradients against the float64 reference
 TOL = {torch.float64: (1e-9, 1e-12), torch.float32: (2e-4, 1e-6)}
+CUDA_KERNELS = ["simt", "tensor"]  # PYHASH_CUDA_LOSS
+
+
+@pytest.fixture(params=["cpu"] + [pytest.param(f"cuda-{k}", marks=pytest.mark.cuda) for k in CUDA_KERNELS])
+def device(request, monkeypatch):
+    """cpu, or cuda once per CUDA row kernel (the tensor-core one applies to float32 up to 128 bits)."""
+    if request.param == "cpu":
+        return "cpu"
+    monkeypatch.setenv("PYHASH_CUDA_LOSS", request.param[len("cuda-"):])
+    return "cuda"
 
 
 def _inputs(n, m, nbits, device, dtype=torch.float64, classes=3, multilabel=False, seed=0, asymmetric=True):
@@ -206,8 +216,12 @@ def test_mismatched_devices_raise():
 
 
 @pytest.mark.cuda
-def test_cpu_and_cuda_agree():
-    z, labels, y, y_labels = _inputs(300, 700, 64, "cpu", dtype=torch.float32)
+@pytest.mark.parametrize("kernel", CUDA_KERNELS)
+@pytest.mark.parametrize("n, m, nbits", [(300, 700, 64), (64, 50_000, 64), (130, 257, 12), (70, 90, 100), (33, 65, 128), (40, 50, 130)])
+def test_cpu_and_cuda_agree(monkeypatch, kernel, n, m, nbits):
+    """Float32 on both devices, over many tiles of 64 rows (and splits of the bank on CUDA)."""
+    monkeypatch.setenv("PYHASH_CUDA_LOSS", kernel)
+    z, labels, y, y_labels = _inputs(n, m, nbits, "cpu", dtype=torch.float32)
     for weighting in WEIGHTINGS:
         a = pyhash.exp_pair_loss(z, labels, y, y_labels, weighting=weighting)
         ga = torch.autograd.grad(a, (z, y))
@@ -217,6 +231,20 @@ def test_cpu_and_cuda_agree():
         torch.testing.assert_close(b.cpu(), a, rtol=1e-5, atol=1e-7)
         for x, w in zip(gb, ga):
             torch.testing.assert_close(x.cpu(), w, rtol=1e-4, atol=1e-8)
+        symmetric = pyhash.exp_pair_loss(zc, labels.cuda(), weighting=weighting)
+        (gs,) = torch.autograd.grad(symmetric, zc)
+        c = pyhash.exp_pair_loss(z, labels, weighting=weighting)
+        (gc,) = torch.autograd.grad(c, z)
+        torch.testing.assert_close(symmetric.cpu(), c, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(gs.cpu(), gc, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.cuda
+def test_bad_cuda_kernel_choice_raises(monkeypatch):
+    z, labels, _, _ = _inputs(5, 0, 8, "cuda", dtype=torch.float32, asymmetric=False)
+    monkeypatch.setenv("PYHASH_CUDA_LOSS", "fast")
+    with pytest.raises(RuntimeError, match="PYHASH_CUDA_LOSS must be 'simt' or 'tensor'"):
+        pyhash.exp_pair_loss(z, labels)
 
 
 def test_module_and_regularisers():

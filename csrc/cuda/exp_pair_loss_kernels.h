@@ -33,5 +33,18 @@ int64_t loss_row_blocks(int64_t n, int64_t nbits, int64_t element_size);
 // Whether a row of nbits values of this size fits the kernel's shared-memory tiles.
 bool loss_rows_supported(int64_t nbits, int64_t element_size);
 
+// Tensor-core version of loss_rows for float32 on sm_80 or newer, up to kTensorCoreMaxBits bits
+// (exp_pair_loss_tc.cu): TF32 products with a 3-term split, which keeps float32 accuracy. The
+// rows of v are split over `splits` blocks per tile of u rows: block (t, s) writes the gradient
+// rows of its tile to grad_partials[s] ([splits, n, nbits]) and its loss sum to
+// loss_partials[s * loss_rows_tc_row_tiles(n) + t]; the caller sums them (either may be null).
+constexpr int64_t kTensorCoreMaxBits = 128;
+int64_t loss_rows_tc_row_tiles(int64_t n);
+// Splits that give about target_blocks blocks in all.
+int64_t loss_rows_tc_splits(int64_t n, int64_t m, int64_t target_blocks);
+void loss_rows_tc(const float* u, const float* v, const int64_t* labels_u, const int64_t* labels_v,
+                  int64_t n, int64_t m, int64_t nbits, int64_t words, LossKernelConstants c,
+                  int64_t splits, float* grad_partials, double* loss_partials, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace pyhash
