@@ -26,7 +26,7 @@ cd "$work"
 python3 -m pyhash.info >> "$summary" 2>&1
 
 start=$(date +%s)
-timeout 180 python3 -m pytest -q --maxfail=30 -m cuda tests > "$OUT/tests.log" 2>&1
+timeout 240 python3 -m pytest -q --maxfail=30 -m cuda tests > "$OUT/tests.log" 2>&1
 echo "cuda tests: rc=$? in $(( $(date +%s) - start )) s: $(tail -1 "$OUT/tests.log")" >> "$summary"
 grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -30 >> "$summary"
 
