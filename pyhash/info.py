@@ -1,8 +1,12 @@
 """Report how pyhash was built and which kernels are available: ``python -m pyhash.info``."""
 
+import os
 import platform
 
 import torch
+
+
+OPS = ("hamming_distance", "hamming_knn", "hamming_range", "hamming_retrieval_stats", "exp_pair_loss")
 
 
 def collect() -> dict:
@@ -11,7 +15,7 @@ def collect() -> dict:
 
     build = pyhash._C.build_info()
     ops = {}
-    for name in ("hamming_distance", "hamming_knn", "hamming_range"):
+    for name in OPS:
         op = getattr(torch.ops.pyhash, name).default
         ops[name] = [key for key in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), key)]
     return {
@@ -27,6 +31,7 @@ def collect() -> dict:
         "CPU instruction set": f"{pyhash._C.cpu_isa()} (best supported: {build['cpu_isa_best']})",
         "CPU threads": torch.get_num_threads(),
         "ops": ", ".join(f"{k} [{'/'.join(v)}]" for k, v in ops.items()),
+        "CUDA loss kernel": os.environ.get("PYHASH_CUDA_LOSS") or "simt (default; PYHASH_CUDA_LOSS=tensor for tensor cores)",
     }
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,6 +99,16 @@ def test_bundled_data_loads():
 
     x, y = bundled_mnist_test()
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
+
+
+def test_info_lists_every_op_with_its_backends():
+    from pyhash.info import OPS, collect
+
+    ops = collect()["ops"]
+    registered = {n for n in torch._C._dispatch_get_registrations_for_dispatch_key("CPU") if n.startswith("pyhash::")}
+    assert {f"pyhash::{name}" for name in OPS} == registered
+    for name in OPS:
+        assert f"{name} [CPU" in ops, ops
 
 
 @pytest.mark.parametrize("module", ["pyhash.info"])

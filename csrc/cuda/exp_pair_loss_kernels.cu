@@ -5,6 +5,7 @@
 // accumulates grad_u for its rows in shared memory. The gradient of v is the same kernel with u
 // and v swapped, so no atomics are needed and results are deterministic.
 #include "cuda/exp_pair_loss_kernels.h"
+#include "cuda/pair_labels.cuh"
 
 #include <algorithm>
 
@@ -16,14 +17,6 @@ constexpr int kThreads = 256;
 
 __device__ __forceinline__ float exp_fast(float x) { return __expf(x); }
 __device__ __forceinline__ double exp_fast(double x) { return exp(x); }
-
-__device__ __forceinline__ bool similar(const int64_t* lu, const int64_t* lv, int64_t i, int64_t j,
-                                        int64_t words) {
-  if (words == 0) return lu[i] == lv[j];
-  for (int64_t w = 0; w < words; ++w)
-    if (lu[i * words + w] & lv[j * words + w]) return true;
-  return false;
-}
 
 __global__ void count_similar_kernel(const int64_t* __restrict__ lu, const int64_t* __restrict__ lv,
                                      int64_t n, int64_t m, int64_t words, bool symmetric,

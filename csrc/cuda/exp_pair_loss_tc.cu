@@ -7,6 +7,7 @@
 // Both products use the 3-term TF32 split (x = hi + lo, hi*hi + hi*lo + lo*hi), which keeps
 // float32 accuracy. No n x m buffer; no atomics (splits write separate partial rows).
 #include "cuda/exp_pair_loss_kernels.h"
+#include "cuda/pair_labels.cuh"
 
 #include <mma.h>
 
@@ -32,14 +33,6 @@ using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, w
 using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
 using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-
-__device__ __forceinline__ bool similar(const int64_t* lu, const int64_t* lv, int64_t i, int64_t j,
-                                        int64_t words) {
-  if (words == 0) return lu[i] == lv[j];
-  for (int64_t w = 0; w < words; ++w)
-    if (lu[i * words + w] & lv[j * words + w]) return true;
-  return false;
-}
 
 // x = hi + lo with both parts representable in TF32.
 template <typename Frag>
