@@ -53,6 +53,26 @@ __device__ __forceinline__ void mma3(FragC& acc, const FragA& a_hi, const FragA&
   wmma::mma_sync(acc, a_hi, b_lo, acc);
   wmma::mma_sync(acc, a_hi, b_hi, acc);
 }
+
+// acc[f] += A B[f] over K for one warp: A is 16 x K, row-major at a (leading dimension lda); the
+// 8 x 16 block of B[f] at rows k..k+7 is loaded, in FragB's layout, from
+// b + k * k_step + f * fragment_step with leading dimension ldb.
+template <typename FragB, int K, int F>
+__device__ __forceinline__ void warp_product(FragC (&acc)[F], const float* a, int lda, const float* b,
+                                             int ldb, int k_step, int fragment_step) {
+#pragma unroll
+  for (int k = 0; k < K; k += 8) {
+    FragA a_frag, a_hi, a_lo;
+    wmma::load_matrix_sync(a_frag, a + k, lda);
+    split(a_frag, a_hi, a_lo);
+#pragma unroll
+    for (int f = 0; f < F; ++f) {
+      FragB b_frag;
+      wmma::load_matrix_sync(b_frag, b + k * k_step + f * fragment_step, ldb);
+      mma3(acc[f], a_hi, a_lo, b_frag);
+    }
+  }
+}
 #endif
 
 // Grid: (row tiles of u, splits of v). grad_partials: [splits, n, nbits]; loss_partials:
@@ -105,18 +125,7 @@ loss_rows_tc_kernel(const float* __restrict__ u, const float* __restrict__ v,
     FragC s[kCols / 16];
 #pragma unroll
     for (int t = 0; t < kCols / 16; ++t) wmma::fill_fragment(s[t], 0.0f);
-#pragma unroll
-    for (int k = 0; k < kPadded; k += 8) {
-      FragA a, a_hi, a_lo;
-      wmma::load_matrix_sync(a, my_u + k, kPitch);
-      split(a, a_hi, a_lo);
-#pragma unroll
-      for (int t = 0; t < kCols / 16; ++t) {
-        FragBCol b;
-        wmma::load_matrix_sync(b, vs + t * 16 * kPitch + k, kPitch);
-        mma3(s[t], a_hi, a_lo, b);
-      }
-    }
+    warp_product<FragBCol, kPadded>(s, my_u, kPitch, vs, kPitch, 1, 16 * kPitch);
 #pragma unroll
     for (int t = 0; t < kCols / 16; ++t) wmma::store_matrix_sync(my_c + t * 16, s[t], kCoefPitch, wmma::mem_row_major);
     __syncwarp();
@@ -145,18 +154,7 @@ loss_rows_tc_kernel(const float* __restrict__ u, const float* __restrict__ v,
     __syncwarp();
 
     // grad += C v for this warp's rows.
-#pragma unroll
-    for (int k = 0; k < kCols; k += 8) {
-      FragA a, a_hi, a_lo;
-      wmma::load_matrix_sync(a, my_c + k, kCoefPitch);
-      split(a, a_hi, a_lo);
-#pragma unroll
-      for (int f = 0; f < FRAGMENTS; ++f) {
-        FragBRow b;
-        wmma::load_matrix_sync(b, vs + k * kPitch + f * 16, kPitch);
-        mma3(grad[f], a_hi, a_lo, b);
-      }
-    }
+    warp_product<FragBRow, kCols>(grad, my_c, kCoefPitch, vs, kPitch, kPitch, 16);
   }
 
   if (grad_partials != nullptr) {

@@ -1,4 +1,5 @@
-// Device helper shared by the CUDA loss kernels: the label test of one pair.
+// Device helper shared by the CUDA loss and retrieval kernels: the label test of one pair
+// (similar for the loss, relevant for the metrics).
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,7 @@
 // ranks, ties broken by position: lanes with equal distance are ordered by __match_any_sync and
 // per-distance running counters carry the order from one 32-code step to the next.
 #include "cuda/retrieval_kernels.h"
+#include "cuda/pair_labels.cuh"
 
 namespace pyhash {
 namespace cuda {
@@ -10,14 +11,6 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 constexpr size_t kSmemLimit = 200 * 1024;
-
-__device__ __forceinline__ bool relevant(const int64_t* ql, const int64_t* dl, int64_t q, int64_t j,
-                                         int64_t words) {
-  if (words == 0) return ql[q] == dl[j];
-  for (int64_t w = 0; w < words; ++w)
-    if (ql[q * words + w] & dl[j * words + w]) return true;
-  return false;
-}
 
 __device__ __forceinline__ uint32_t distance(const uint64_t* a, const uint64_t* b, int64_t nwords) {
   uint32_t d = 0;
@@ -50,7 +43,7 @@ __global__ void retrieval_kernel(const uint64_t* __restrict__ queries,
     if (j < nd) {
       const uint32_t d = distance(qc, database + j * nwords, nwords);
       atomicAdd(&tot[d], 1);
-      if (relevant(ql, dl, q, j, words)) atomicAdd(&rel[d], 1);
+      if (similar(ql, dl, q, j, words)) atomicAdd(&rel[d], 1);
     }
   }
   __syncwarp();
@@ -77,7 +70,7 @@ __global__ void retrieval_kernel(const uint64_t* __restrict__ queries,
     const int64_t j = base + lane;
     const bool valid = j < nd;
     const uint32_t d = valid ? distance(qc, database + j * nwords, nwords) : 0xffffffffu;
-    const bool is_rel = valid && relevant(ql, dl, q, j, words);
+    const bool is_rel = valid && similar(ql, dl, q, j, words);
     const unsigned same = __match_any_sync(0xffffffffu, d);
     const unsigned rel_mask = __ballot_sync(0xffffffffu, is_rel);
     if (valid) {
