@@ -1,5 +1,6 @@
 // CUDA kernels for Hamming distance, k-NN and range search (see hamming_kernels.h).
 #include "cuda/hamming_kernels.h"
+#include "cuda/code_distance.cuh"
 
 #include <algorithm>
 
@@ -13,12 +14,6 @@ constexpr int kQueriesPerWarp = 8;  // queries scanned together against each loa
 constexpr int64_t kMinChunk = 1024;
 
 __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-__device__ __forceinline__ uint32_t distance(const uint64_t* a, const uint64_t* b, int64_t nwords) {
-  uint32_t d = 0;
-  for (int64_t w = 0; w < nwords; ++w) d += __popcll(a[w] ^ b[w]);
-  return d;
-}
 
 __global__ void hamming_distance_kernel(const uint64_t* __restrict__ a,
                                         const uint64_t* __restrict__ b, int64_t na, int64_t nb,

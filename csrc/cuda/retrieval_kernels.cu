@@ -3,6 +3,7 @@
 // ranks, ties broken by position: lanes with equal distance are ordered by __match_any_sync and
 // per-distance running counters carry the order from one 32-code step to the next.
 #include "cuda/retrieval_kernels.h"
+#include "cuda/code_distance.cuh"
 #include "cuda/pair_labels.cuh"
 
 namespace pyhash {
@@ -11,12 +12,6 @@ namespace {
 
 constexpr int kWarpsPerBlock = 4;
 constexpr size_t kSmemLimit = 200 * 1024;
-
-__device__ __forceinline__ uint32_t distance(const uint64_t* a, const uint64_t* b, int64_t nwords) {
-  uint32_t d = 0;
-  for (int64_t w = 0; w < nwords; ++w) d += __popcll(a[w] ^ b[w]);
-  return d;
-}
 
 // Shared memory per warp: 4 arrays of (nbits + 1) ints: total, relevant, seen_total, seen_rel.
 __global__ void retrieval_kernel(const uint64_t* __restrict__ queries,
