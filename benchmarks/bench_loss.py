@@ -118,8 +118,8 @@ def test_loss_gpu(benchmark, monkeypatch, impl):
     # One row per CUDA row kernel, each against the same eager run.
     cases = {"pyhash": ["SIMT kernel (default)"], "pyhash-tensor": ["tensor-core kernel"]}.get(
         impl, ["SIMT kernel (default)", "tensor-core kernel"])
+    name = "eager" if impl == "eager" else "pyhash"
     for case in cases:
-        name = "eager" if impl == "eager" else "pyhash"
         record("Fused loss, forward + backward, GPU (n = 8192, m = 50,000, B = 64)", case, name, median_seconds(benchmark),
                3 * n * m * nbits * 2, "FLOP")
         record_memory("Fused loss, peak extra GPU memory (n = 8192, m = 50,000, B = 64)", case, name, peak)
