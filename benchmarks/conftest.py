@@ -62,12 +62,23 @@ def _table(section: str) -> str:
     return "\n".join(lines)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo where there is one, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> str:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     import pyhash
 
     return (
-        f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{datetime.date.today().isoformat()}, {_cpu_name()}, {os.cpu_count()} cores, "
         f"{gpu}, torch {torch.__version__}, pyhash CPU ISA {pyhash._C.cpu_isa()}"
     )
 
