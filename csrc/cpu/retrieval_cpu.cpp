@@ -1,7 +1,7 @@
 // CPU kernel of the retrieval statistics behind pyhash.metrics: per-query histograms of
 // (all, relevant) database items per Hamming distance, and the sum of precisions at the ranks of
 // the relevant items when ties are broken by database position. Distances take nbits + 1
-// values, so no per-query sort of the database is needed.
+// values, so no per-query sort of the database is needed: one scan in position order per query.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -18,6 +18,7 @@ namespace pyhash {
 namespace {
 
 constexpr int64_t kBlock = 1024;
+constexpr uint64_t kRankMask = (uint64_t(1) << 48) - 1;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> hamming_retrieval_stats_cpu(
     const at::Tensor& queries, const at::Tensor& database, const at::Tensor& query_labels,
@@ -51,39 +52,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> hamming_retrieval_sta
   double* psum = precision_sum.data_ptr<double>();
   int64_t* hit_count = hits.data_ptr<int64_t>();
 
+  // One pass in position order per query. A running count per distance gives each relevant
+  // item its rank among the items at its distance (ties broken by position); the ranks below
+  // its distance are only known once the pass is done, so they are added afterwards.
   auto per_query = [&](auto is_relevant) {
     at::parallel_for(0, nq, 1, [&](int64_t qb, int64_t qe) {
-      std::vector<uint16_t> dist(nd);
-      std::vector<uint8_t> is_rel(nd);
       std::vector<uint64_t> out(kBlock);
-      // Four interleaved histograms break the store-to-load chains of repeated distances.
-      std::vector<int64_t> t4(4 * bins), r4(4 * bins);
-      std::vector<int64_t> seen_rel(bins), before_total(bins), before_rel(bins);
+      // (distance << 48) | rank within the distance, of each relevant item in position order.
+      // Every item's key is written at slot nrel and kept only for a hit, so a block needs room
+      // for all of its items beyond the hits so far.
+      std::vector<uint64_t> found_keys;
+      std::vector<int64_t> seen(bins), seen_rel(bins), before_total(bins), before_rel(bins);
       for (int64_t qi = qb; qi < qe; ++qi) {
-        std::fill(t4.begin(), t4.end(), 0);
-        std::fill(r4.begin(), r4.end(), 0);
+        std::fill(seen.begin(), seen.end(), 0);
+        int64_t nrel = 0;
         for (int64_t b = 0; b < nblocks; ++b) {
           const int64_t count = std::min(kBlock, nd - b * kBlock);
           distances(q + qi * nwords, nwords, transposed.data() + b * nwords * kBlock, kBlock, count,
                     out.data());
           const int64_t j0 = b * kBlock;
+          if (static_cast<int64_t>(found_keys.size()) < nrel + count)
+            found_keys.resize(std::max<int64_t>(nrel + count, 2 * static_cast<int64_t>(found_keys.size())));
           for (int64_t i = 0; i < count; ++i) {
             const uint64_t dj = out[i];
-            const bool hit = is_relevant(qi, j0 + i);
-            dist[j0 + i] = static_cast<uint16_t>(dj);
-            is_rel[j0 + i] = hit;
-            ++t4[(i & 3) * bins + dj];
-            r4[(i & 3) * bins + dj] += hit;
+            const uint64_t rank_in_distance = static_cast<uint64_t>(++seen[dj]);
+            found_keys[nrel] = (dj << 48) | rank_in_distance;
+            nrel += is_relevant(qi, j0 + i);  // branch-free
           }
         }
         int64_t* t = tot + qi * bins;
         int64_t* r = rel + qi * bins;
-        for (int64_t k = 0; k < bins; ++k) {
-          t[k] = t4[k] + t4[bins + k] + t4[2 * bins + k] + t4[3 * bins + k];
-          r[k] = r4[k] + r4[bins + k] + r4[2 * bins + k] + r4[3 * bins + k];
-        }
-        // Second pass in position order: exact ranks with ties broken by position.
-        // Items seen so far per distance are counted in four interleaved counters (as above).
+        for (int64_t k = 0; k < bins; ++k) t[k] = seen[k];
+        for (int64_t h = 0; h < nrel; ++h) ++r[found_keys[h] >> 48];
         int64_t acc_t = 0, acc_r = 0;
         for (int64_t k = 0; k < bins; ++k) {
           before_total[k] = acc_t;
@@ -92,23 +92,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> hamming_retrieval_sta
           acc_r += r[k];
           seen_rel[k] = 0;
         }
-        std::fill(t4.begin(), t4.end(), 0);
         double sum = 0.0;
-        int64_t found = 0;
-        for (int64_t j = 0; j < nd; ++j) {
-          const int64_t k = dist[j];
-          ++t4[(j & 3) * bins + k];
-          if (!is_rel[j]) continue;
-          const int64_t rank =
-              before_total[k] + t4[k] + t4[bins + k] + t4[2 * bins + k] + t4[3 * bins + k];
+        int64_t hits_within = 0;
+        for (int64_t h = 0; h < nrel; ++h) {
+          const int64_t k = static_cast<int64_t>(found_keys[h] >> 48);
+          const int64_t rank = before_total[k] + static_cast<int64_t>(found_keys[h] & kRankMask);
           const int64_t rel_rank = before_rel[k] + ++seen_rel[k];
           if (rank <= topk) {
             sum += static_cast<double>(rel_rank) / static_cast<double>(rank);
-            ++found;
+            ++hits_within;
           }
         }
         psum[qi] = sum;
-        hit_count[qi] = found;
+        hit_count[qi] = hits_within;
       }
     });
   };
