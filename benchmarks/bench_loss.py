@@ -58,6 +58,7 @@ def test_loss_cpu(benchmark, threads, impl, size):
 _MEMORY_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {bench!r})
+sys.path.insert(0, {package_root!r})  # the pyhash the benchmark run imported, not a source tree
 from bench_loss import IMPLS, _inputs, _step
 torch.set_num_threads(1)
 inputs = _inputs({n}, {n}, 64, "cpu")
@@ -81,8 +82,10 @@ def test_loss_cpu_peak_memory(benchmark, impl):
     import os
 
     n = 4096
-    script = _MEMORY_SCRIPT.format(bench=os.path.dirname(__file__), n=n, impl=impl)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    package_root = os.path.dirname(os.path.dirname(pyhash.__file__))
+    script = _MEMORY_SCRIPT.format(bench=os.path.dirname(__file__), package_root=package_root, n=n, impl=impl)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, f"the memory measurement process failed:\n{out.stderr}"
     extra = int(out.stdout.strip().splitlines()[-1])
     benchmark.extra_info["peak_extra_bytes"] = extra
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
