@@ -22,18 +22,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static uint64_t next(uint64_t* s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
+#include "measure_common.h"
 
 #define XOR3 0x96
 #define MAJ 0xe8
@@ -58,25 +47,25 @@ static void to_planes(const uint64_t* codes, uint64_t* planes) {
 
 #define LD(j) _mm512_load_si512(block + off[j])
 
-// Sum of 16 mismatch planes starting at s, added into (ones, twos, fours, eights); returns the
-// carry of weight 16 (Harley-Seal).
-static inline __m512i add16(const uint64_t* block, const int* off, int s, __m512i* ones, __m512i* twos,
-                            __m512i* fours, __m512i* eights) {
-  __m512i twosA, twosB, foursA, foursB, eightsA, eightsB;
-  twosA = fa(ones, *ones, LD(s + 0), LD(s + 1));
-  twosB = fa(ones, *ones, LD(s + 2), LD(s + 3));
-  foursA = fa(twos, *twos, twosA, twosB);
+// Sum of 8 mismatch planes starting at s, added into (ones, twos, fours); returns the carry of
+// weight 8 (Harley-Seal).
+static inline __m512i add8(const uint64_t* block, const int* off, int s, __m512i* ones, __m512i* twos,
+                           __m512i* fours) {
+  __m512i twosA = fa(ones, *ones, LD(s + 0), LD(s + 1));
+  __m512i twosB = fa(ones, *ones, LD(s + 2), LD(s + 3));
+  const __m512i foursA = fa(twos, *twos, twosA, twosB);
   twosA = fa(ones, *ones, LD(s + 4), LD(s + 5));
   twosB = fa(ones, *ones, LD(s + 6), LD(s + 7));
-  foursB = fa(twos, *twos, twosA, twosB);
-  eightsA = fa(fours, *fours, foursA, foursB);
-  twosA = fa(ones, *ones, LD(s + 8), LD(s + 9));
-  twosB = fa(ones, *ones, LD(s + 10), LD(s + 11));
-  foursA = fa(twos, *twos, twosA, twosB);
-  twosA = fa(ones, *ones, LD(s + 12), LD(s + 13));
-  twosB = fa(ones, *ones, LD(s + 14), LD(s + 15));
-  foursB = fa(twos, *twos, twosA, twosB);
-  eightsB = fa(fours, *fours, foursA, foursB);
+  const __m512i foursB = fa(twos, *twos, twosA, twosB);
+  return fa(fours, *fours, foursA, foursB);
+}
+
+// Sum of 16 mismatch planes starting at s, added into (ones, twos, fours, eights); returns the
+// carry of weight 16.
+static inline __m512i add16(const uint64_t* block, const int* off, int s, __m512i* ones, __m512i* twos,
+                            __m512i* fours, __m512i* eights) {
+  const __m512i eightsA = add8(block, off, s, ones, twos, fours);
+  const __m512i eightsB = add8(block, off, s + 8, ones, twos, fours);
   return fa(eights, *eights, eightsA, eightsB);
 }
 
