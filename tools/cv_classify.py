@@ -22,9 +22,9 @@ from pyhash.training import TrainConfig, augmentation, train
 
 
 @torch.no_grad()
-def tta_errors(model, images, labels, views: int, seed: int) -> int:
-    """Held-out images misclassified when the trunk classifier's softmax is averaged over the
-    image itself and ``views`` random affine views of it (one random transform per view)."""
+def held_out_errors(model, images, labels, views: int = 0, seed: int = 0) -> int:
+    """Held-out images the trunk classifier misclassifies; with ``views`` > 0 its softmax is
+    averaged over the image itself and that many random affine views (one transform per view)."""
     torch.manual_seed(seed)
     transform = augmentation(images)
     with eval_mode(model):
@@ -68,25 +68,25 @@ def main(argv=None):
     images, labels, split, _ = prepare(args.dataset, args.protocol, args.data_dir, seed=args.seed)
     train_images, train_labels = images[split.train], labels[split.train]
     folds = stratified_folds(train_labels.numpy(), args.folds, args.seed)
+    chosen = args.only_folds if args.only_folds is not None else list(range(args.folds))
     errors, tta, started = [], [], time.perf_counter()
-    for f in args.only_folds if args.only_folds is not None else range(args.folds):
+    for f in chosen:
         held = folds[f]
         kept = np.setdiff1d(np.arange(len(train_labels)), held)
-        config = TrainConfig(trunk=args.trunk, epochs={"classify": args.epochs}, lr=args.lr, weight_decay=args.weight_decay,
-                             batch_size=args.batch_size,
-                             label_smoothing=args.label_smoothing, memory_bank=False, seed=args.seed + f, progress=False)
+        config = TrainConfig(trunk=args.trunk, epochs={"classify": args.epochs}, lr=args.lr,
+                             weight_decay=args.weight_decay, batch_size=args.batch_size,
+                             label_smoothing=args.label_smoothing, memory_bank=False, seed=args.seed + f,
+                             progress=False)
         fold_start = time.perf_counter()
-        model, history = train(config, train_images[kept], train_labels[kept], val_images=train_images[held],
-                           val_labels=train_labels[held])
-        wrong = int(round((1.0 - history[-1]["val_accuracy"]) * len(held)))
-        errors.append(wrong)
-        line = f"fold {f}: {wrong} of {len(held)} misclassified"
+        model, _ = train(config, train_images[kept], train_labels[kept])
+        errors.append(held_out_errors(model, train_images[held], train_labels[held]))
+        line = f"fold {f}: {errors[-1]} of {len(held)} misclassified"
         if args.tta:
-            tta.append(tta_errors(model, train_images[held], train_labels[held], args.tta, args.seed + f))
+            tta.append(held_out_errors(model, train_images[held], train_labels[held], args.tta, args.seed + f))
             line += f", {tta[-1]} with {args.tta} test-time views"
         print(f"{line} ({time.perf_counter() - fold_start:.0f} s)", flush=True)
     total = sum(errors)
-    held_total = sum(len(folds[f]) for f in (args.only_folds if args.only_folds is not None else range(args.folds)))
+    held_total = sum(len(folds[f]) for f in chosen)
     print(f"total: {total} of {held_total} ({100.0 * total / held_total:.2f} %), {time.perf_counter() - started:.0f} s")
     if args.tta:
         print(f"total with {args.tta} test-time views: {sum(tta)} of {held_total}")
