@@ -33,9 +33,15 @@ class IndexFormatError(ValueError):
     """The file is not a valid pyhash index (wrong magic, version, size or checksum)."""
 
 
+def _bytes(a: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy; empty arrays too (memoryview.cast
+    refuses shapes with a zero)."""
+    return memoryview(a.reshape(-1).view(np.uint8))
+
+
 def _crc(ids: np.ndarray, codes: np.ndarray) -> int:
-    crc = zlib.crc32(memoryview(ids).cast("B"))
-    return zlib.crc32(memoryview(codes).cast("B"), crc) & 0xFFFFFFFF
+    crc = zlib.crc32(_bytes(ids))
+    return zlib.crc32(_bytes(codes), crc) & 0xFFFFFFFF
 
 
 def write_index(path, nbits: int, codes: np.ndarray, ids: np.ndarray) -> None:
@@ -47,8 +53,8 @@ def write_index(path, nbits: int, codes: np.ndarray, ids: np.ndarray) -> None:
     header = _HEADER.pack(MAGIC, VERSION, nbits, codes.shape[0], _crc(ids, codes), 0)
     with atomic_write(path) as f:
         f.write(header)
-        f.write(memoryview(ids).cast("B"))
-        f.write(memoryview(codes).cast("B"))
+        f.write(_bytes(ids))
+        f.write(_bytes(codes))
 
 
 def read_index(path):

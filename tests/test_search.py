@@ -156,6 +156,19 @@ def test_save_load_roundtrip(tmp_path, device):
     assert [p.name for p in tmp_path.iterdir()] == ["codes.phx"]  # no temporary left behind
 
 
+def test_save_load_empty_index(tmp_path, device):
+    index = pyhash.HammingSearch(24, device=device)
+    path = tmp_path / "empty.phx"
+    index.save(path)
+    assert path.stat().st_size == 32  # the header alone
+    loaded = pyhash.HammingSearch.load(path, device=device)
+    assert loaded.nbits == 24 and loaded.ntotal == 0
+    D, I = loaded.search(random_codes(2, 3, seed=1).to(device), 2)
+    assert (I == -1).all() and (D == 2**31 - 1).all()
+    loaded.add(random_codes(4, 3, seed=2).to(device))
+    assert loaded.ntotal == 4
+
+
 def test_load_rejects_corrupted_and_truncated_files(tmp_path):
     index, _ = _index("cpu", n=100)
     path = tmp_path / "i.phx"
