@@ -255,11 +255,25 @@ def pr_curve(query_codes, database_codes, query_labels, database_labels, *, by="
             precision = np.where(retrieved > 0, good / np.maximum(retrieved, 1), 0.0).mean(0)
             recall = np.where(relevant > 0, good / np.maximum(relevant, 1), 0.0).mean(0)
         return np.arange(stats.total.shape[1]), precision, recall
-    n = codes_tensor(database_codes, "database_codes").shape[0]
-    ks = np.unique(np.geomspace(1, n, 10).astype(np.int64)) if points is None else np.asarray(points, dtype=np.int64)
-    precision = [precision_at_k(query_codes, database_codes, query_labels, database_labels, int(k), ties=ties) for k in ks]
-    recall = [recall_at_k(query_codes, database_codes, query_labels, database_labels, int(k), ties=ties) for k in ks]
+    _choice(ties, "ties", _TIES)
+    ks = _rank_points(points, codes_tensor(database_codes, "database_codes").shape[0])
+    precision, recall = [], []
+    for k in ks:  # one kernel pass per rank gives both precision@k and recall@k
+        stats = retrieval_stats(query_codes, database_codes, query_labels, database_labels, int(k))
+        hits, relevant = _hits_at(stats, ties), stats.num_relevant.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision.append(float((hits / stats.topk).mean()) if len(hits) else 0.0)
+            recall.append(_mean(np.where(relevant > 0, hits / relevant, np.nan), "zero"))
     return ks, np.array(precision), np.array(recall)
+
+
+def _rank_points(points, database_size: int) -> np.ndarray:
+    """int64 ranks for pr_curve(by="rank"): the given ones, or 10 log-spaced ranks."""
+    if points is None:
+        return np.unique(np.geomspace(1, max(1, database_size), 10).astype(np.int64))
+    if isinstance(points, (str, bytes)) or np.ndim(points) != 1 or len(points) == 0:
+        raise ValueError(f"points must be a non-empty 1-D sequence of ranks k >= 1, got {points!r}")
+    return np.array([check_count(k, "each rank in points", 1) for k in points], dtype=np.int64)
 
 
 @torch.library.register_fake("pyhash::hamming_retrieval_stats")

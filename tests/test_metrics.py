@@ -150,6 +150,20 @@ def test_pr_curve_by_rank_and_radius_are_consistent():
     assert ks.tolist() == [1, 5, 100] and recall[-1] == pytest.approx(1.0)
     radius, precision_r, recall_r = M.pr_curve(q, db, ql, dl, by="radius")
     assert np.all(np.diff(recall_r) >= -1e-12) and recall_r[-1] == pytest.approx(1.0)
+    for ties in ("id", "average"):
+        ks, precision, recall = M.pr_curve(q, db, ql, dl, by="rank", points=[3, 1, 40], ties=ties)
+        assert ks.tolist() == [3, 1, 40]
+        for k, p, r in zip(ks, precision, recall):
+            assert p == M.precision_at_k(q, db, ql, dl, int(k), ties=ties)
+            assert r == M.recall_at_k(q, db, ql, dl, int(k), ties=ties)
+
+
+@pytest.mark.parametrize("points, error", [(5, ValueError), ([], ValueError), ("10", ValueError),
+                                           ([[1, 2]], ValueError), ([0, 5], ValueError), ([2.5], TypeError)])
+def test_pr_curve_by_rank_rejects_bad_points(points, error):
+    q, db, ql, dl = _random_case(9, nd=50)
+    with pytest.raises(error, match="points"):
+        M.pr_curve(q, db, ql, dl, by="rank", points=points)
 
 
 def test_torch_inputs_and_multilabel():
