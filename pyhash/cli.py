@@ -159,13 +159,15 @@ def _training_arguments(parser, bits, classify, bottleneck, hash_epochs, trunk, 
     parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
     parser.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="a fresh optimizer per stage (default adamw; sgd uses Nesterov momentum 0.9)")
     parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="of the optimizer (default 5e-4; decoupled for adamw)")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                         help="per stage: linear warm-up over its first 10%% of steps then cosine decay to 0 (default), or constant")
     parser.add_argument("--label-smoothing", type=float, default=label_smoothing, help=f"of the pre-training softmax losses (default {label_smoothing:g})")
     parser.add_argument("--lam", type=float, default=2.0, help="lambda of the exponentiated loss (default 2)")
-    parser.add_argument("--surrogate", default="tanh", choices=["tanh", "bilinear", "cosine"])
-    parser.add_argument("--weighting", default="balanced", choices=["uniform", "balanced"])
+    parser.add_argument("--surrogate", default="tanh", choices=["tanh", "bilinear", "cosine"],
+                        help="smooth surrogate of the codes in the loss: tanh(z) (default), z itself, or sqrt(B) z/|z| (docs/loss.md)")
+    parser.add_argument("--weighting", default="balanced", choices=["uniform", "balanced"],
+                        help="pair weights of the loss: balanced (default; similar and dissimilar pairs share half the weight each) or uniform")
     parser.add_argument("--no-memory-bank", action="store_true", help="stage 3 with in-batch pairs only")
     parser.add_argument("--no-augment", action="store_true", help="no augmentation (default: random affine for greyscale, crop + flip for colour)")
     parser.add_argument("--val-fraction", type=float, default=0.0,
@@ -195,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     tr = sub.add_parser("train", help="train on MNIST/CIFAR-10 with a named protocol", description="Train, evaluate and write a run folder.")
-    tr.add_argument("--dataset", required=True, choices=["mnist", "cifar10", "mnist-sample"])
+    tr.add_argument("--dataset", required=True, choices=["mnist", "cifar10", "mnist-sample"],
+                    help="mnist or cifar10 (read from --data-dir), or mnist-sample (the bundled 10,000 MNIST test images)")
     tr.add_argument("--protocol", required=True, help="mnist-1k, mnist-1k-disjoint, mnist-10k, cifar10-1k, ... or 'sample'")
     tr.add_argument("--out", required=True, help="run folder")
     tr.add_argument("--data-dir", help="folder with the .npz archives or torchvision layouts (default $PYHASH_DATA)")
@@ -205,40 +208,42 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a run folder on its protocol", description="Recompute the metrics of a finished run.")
-    ev.add_argument("run")
-    ev.add_argument("--data-dir")
+    ev.add_argument("run", help="run folder written by pyhash train or pyhash demo")
+    ev.add_argument("--data-dir", help="folder with the .npz archives or torchvision layouts (default: the folder the run was trained from, else $PYHASH_DATA)")
     ev.add_argument("--output", help="also write the metrics as JSON here")
     ev.set_defaults(func=_eval)
 
     en = sub.add_parser("encode", help="encode images (.npy, uint8) to packed codes (.npy)", description="Encode images with a trained run.")
-    en.add_argument("run")
+    en.add_argument("run", help="run folder whose final model encodes the images")
     en.add_argument("--input", required=True, help=".npy of uint8 images [N, H, W] or [N, H, W, C]")
     en.add_argument("--output", required=True, help=".npy of packed codes uint8[N, ceil(B/8)]")
     en.set_defaults(func=_encode)
 
     ix = sub.add_parser("index", help="encode a run's database into a saved HammingSearch", description="Build and save the database index of a run.")
-    ix.add_argument("run")
+    ix.add_argument("run", help="run folder whose final model encodes its protocol's database")
     ix.add_argument("--output", help="index file (default RUN/database.phx)")
-    ix.add_argument("--data-dir")
+    ix.add_argument("--data-dir", help="folder with the .npz archives or torchvision layouts (default: the folder the run was trained from, else $PYHASH_DATA)")
     ix.set_defaults(func=_index)
 
     se = sub.add_parser("search", help="search a saved index with packed query codes", description="Print id:distance of each query's results.")
-    se.add_argument("index")
+    se.add_argument("index", help="index file written by pyhash index or HammingSearch.save")
     se.add_argument("--query", required=True, help=".npy of packed query codes")
-    se.add_argument("--k", type=int, default=10)
+    se.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     se.add_argument("--radius", type=int, help="range search (d <= radius) instead of k-NN")
     se.set_defaults(func=_search)
 
     sd = sub.add_parser("search-demo", help="HammingSearch on random-projection codes of real MNIST images",
                         description="Encode the bundled MNIST images with a seeded random projection and search them exactly.")
-    sd.add_argument("--bits", type=int, default=64)
-    sd.add_argument("--k", type=int, default=10)
-    sd.add_argument("--queries", type=int, default=1000)
-    sd.add_argument("--device", default="cpu")
-    sd.add_argument("--seed", type=int, default=0)
+    sd.add_argument("--bits", type=int, default=64, help="code length, a multiple of 8 (default 64)")
+    sd.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    sd.add_argument("--queries", type=int, default=1000, help="the first this many images are the queries, the rest the database (default 1000)")
+    sd.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    sd.add_argument("--seed", type=int, default=0, help="seeds the random projection (default 0)")
     sd.set_defaults(func=_search_demo)
 
-    info = sub.add_parser("info", help="how pyhash was built and which kernels are available")
+    info = sub.add_parser("info", help="how pyhash was built and which kernels are available",
+                          description="Print the versions, the compiled CUDA architectures, the CPU instruction set "
+                                      "chosen at run time and which kernels are present (as python -m pyhash.info).")
     info.set_defaults(func=_info)
     return parser
 

@@ -38,6 +38,18 @@ def test_cli_help_and_info(tmp_path):
     assert "CPU instruction set" in out.stdout
 
 
+def test_cli_every_argument_has_help():
+    import argparse
+
+    from pyhash.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        assert sub.description, f"pyhash {name} has no description"
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"pyhash {name} {action.dest} has no help"
+
+
 def test_cli_search_demo_runs_and_is_exact(tmp_path):
     out = _cli("search-demo", "--queries", "200", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
