@@ -9,7 +9,10 @@ import tempfile
 def atomic_write(path):
     """Yield a binary file in path's folder; on success it is fsynced and renamed over path."""
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".pyhash-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".pyhash-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -92,15 +92,26 @@ def _eval(args) -> int:
     return 0
 
 
+def _load_npy(path, flag: str) -> np.ndarray:
+    """A plain array from a .npy file (no pickle), or a ValueError naming the flag and the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:  # numpy's messages for a non-.npy file mislead
+        raise ValueError(f"{flag} {path} is not a .npy file of a plain array ({type(exc).__name__}: {exc})") from None
+
+
 def _encode(args) -> int:
     from pyhash._atomic import atomic_write
-    from pyhash.run import load_run
+    from pyhash.run import check_image_shape, load_run
     from pyhash.training import normalise_images
 
     model, info, _ = load_run(args.run)
-    images = np.load(args.input, allow_pickle=False)
+    images = _load_npy(args.input, "--input")
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"--input must hold uint8 images [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+    check_image_shape(images, info)
     codes = model.encode(normalise_images(images, info.get("stats"))).numpy()
     with atomic_write(args.output) as f:
         np.save(f, codes)
@@ -123,7 +134,7 @@ def _search(args) -> int:
     import pyhash
 
     index = pyhash.HammingSearch.load(args.index)
-    queries = np.load(args.query, allow_pickle=False)
+    queries = _load_npy(args.query, "--query")
     if args.radius is not None:
         lims, D, I = index.range_search(queries, args.radius)
         for q in range(len(queries)):

@@ -20,7 +20,7 @@ import torch
 import pyhash
 from pyhash import metrics
 from pyhash._atomic import atomic_write
-from pyhash.data import load_dataset
+from pyhash.data import SHAPES, load_dataset
 from pyhash.models import HashNet, make_trunk
 from pyhash.protocols import Split, make_split
 from pyhash.training import TrainConfig, image_stats, normalise_images, train as train_model
@@ -219,6 +219,18 @@ def load_run(run_dir):
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
     return model, info, Split.load(run_dir / "split.npz")
+
+
+def check_image_shape(images: np.ndarray, info: dict) -> None:
+    """ValueError unless uint8 images [N, H, W(, C)] have the size of the run's dataset."""
+    dataset = "mnist" if info["dataset"].startswith("mnist") else info["dataset"]
+    expected = SHAPES[dataset][1]
+    got = images.shape[1:]
+    if len(expected) == 2 and len(got) == 3 and got[2] == 1:
+        got = got[:2]
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"the run was trained on {info['dataset']} images of shape {list(expected)}, "
+                         f"but the input images have shape {list(images.shape[1:])}")
 
 
 def run_images(info: dict, split: Split, data_dir=None):

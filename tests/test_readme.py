@@ -105,6 +105,21 @@ def test_cli_train_eval_encode_index_search(tmp_path):
     out = _cli("search", "run/database.phx", "--query", "codes.npy", "--k", "3", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.count("query") == 5
 
+    # Bad files and images: a clear message naming the problem, exit status 2, nothing written.
+    np.save(tmp_path / "colour.npy", np.zeros((2, 32, 32, 3), np.uint8))
+    (tmp_path / "text.npy").write_text("not an array")
+    bad = {
+        ("encode", "run", "--input", "colour.npy", "--output", "x.npy"): "trained on mnist-sample images of shape [28, 28]",
+        ("encode", "run", "--input", "text.npy", "--output", "x.npy"): "--input text.npy is not a .npy file",
+        ("encode", "run", "--input", "images.npy", "--output", "no/such/x.npy"): "the folder",
+        ("search", "run/database.phx", "--query", "text.npy"): "--query text.npy is not a .npy file",
+        ("search", "run/database.phx", "--query", "images.npy"): "queries must be 2-D",
+    }
+    for args, message in bad.items():
+        out = _cli(*args, cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "no").exists()
+
 
 def test_bundled_data_loads():
     from pyhash.data import bundled_mnist_test
