@@ -111,7 +111,7 @@ def _encode(args) -> int:
     images = _load_npy(args.input, "--input")
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"--input must hold uint8 images [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-    check_image_shape(images, info)
+    check_image_shape(images, info["dataset"])
     codes = model.encode(normalise_images(images, info.get("stats"))).numpy()
     with atomic_write(args.output) as f:
         np.save(f, codes)

@@ -156,11 +156,16 @@ class TrainedRun:
     split: Split
     stats: dict
     out: Path
+    dataset: str
 
     def encode(self, images: np.ndarray) -> torch.Tensor:
-        """Packed codes uint8[N, ceil(B/8)] of uint8 images [N, H, W] or [N, H, W, C], normalised
-        as in training."""
-        return self.model.encode(normalise_images(np.asarray(images), self.stats))
+        """Packed codes uint8[N, ceil(B/8)] of uint8 images [N, H, W] or [N, H, W, C] of the
+        training images' size, normalised as in training."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+        check_image_shape(images, self.dataset)
+        return self.model.encode(normalise_images(images, self.stats))
 
 
 def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True,
@@ -190,7 +195,7 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     _write_json(out / "metrics.json", result)
     if plots:
         plot(codes, history, out)
-    return TrainedRun(model, result, codes, split, stats, out)
+    return TrainedRun(model, result, codes, split, stats, out, dataset)
 
 
 def train(dataset: str, protocol: str, out, *, data_dir=None, resume: bool = False, plots: bool = True,
@@ -221,15 +226,14 @@ def load_run(run_dir):
     return model, info, Split.load(run_dir / "split.npz")
 
 
-def check_image_shape(images: np.ndarray, info: dict) -> None:
-    """ValueError unless uint8 images [N, H, W(, C)] have the size of the run's dataset."""
-    dataset = "mnist" if info["dataset"].startswith("mnist") else info["dataset"]
-    expected = SHAPES[dataset][1]
+def check_image_shape(images: np.ndarray, dataset: str) -> None:
+    """ValueError unless images [N, H, W(, C)] have the size of ``dataset``'s images."""
+    expected = SHAPES["mnist" if dataset.startswith("mnist") else dataset][1]
     got = images.shape[1:]
     if len(expected) == 2 and len(got) == 3 and got[2] == 1:
         got = got[:2]
     if tuple(got) != tuple(expected):
-        raise ValueError(f"the run was trained on {info['dataset']} images of shape {list(expected)}, "
+        raise ValueError(f"the run was trained on {dataset} images of shape {list(expected)}, "
                          f"but the input images have shape {list(images.shape[1:])}")
 
 

@@ -207,6 +207,9 @@ def test_python_api_train_and_encode(tmp_path):
     assert torch.equal(run.encode(images), run.codes.query[:8])  # same normalisation as training
     with pytest.raises(ValueError, match="uint8"):
         run.encode(images.astype(np.float32))
+    with pytest.raises(ValueError, match=r"mnist-sample images of shape \[28, 28\].*\[32, 32, 3\]"):
+        run.encode(np.zeros((2, 32, 32, 3), np.uint8))
+    assert torch.equal(run.encode(images[..., None]), run.codes.query[:8])  # [N, H, W, 1] is greyscale too
     with pytest.raises(TypeError):
         pyhash.train("mnist-sample", "sample", tmp_path / "bad", no_such_option=1)
 
