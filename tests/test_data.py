@@ -66,6 +66,45 @@ def test_corrupt_archive_is_reported(tmp_path):
         load_dataset("mnist", tmp_path)
 
 
+def _valid_mnist_archive(path):
+    np.savez(path, x_train=np.zeros((60_000, 28, 28), np.uint8), y_train=np.zeros(60_000, np.int64),
+             x_test=np.zeros((10_000, 28, 28), np.uint8), y_test=np.zeros(10_000, np.int64))
+
+
+def test_unreadable_archives_are_reported(tmp_path):
+    good = tmp_path / "good.npz"
+    _valid_mnist_archive(good)
+    assert load_dataset("mnist", _folder_with(tmp_path, "good", good.read_bytes())).images.shape == (70_000, 28, 28)
+    raw = good.read_bytes()
+    member = raw.index(b"x_test.npy") + 200  # inside the stored bytes of one array
+    cases = {
+        "text": (b"not an archive", "not a .npz \\(zip\\) archive"),
+        "truncated": (raw[: len(raw) // 2], "not a .npz \\(zip\\) archive"),
+        "damaged": (raw[:member] + bytes([raw[member] ^ 0xFF]) + raw[member + 1 :], "unreadable or incomplete"),
+    }
+    for name, (content, message) in cases.items():
+        with pytest.raises(ValueError, match=f"mnist archive .*{name}.*mnist.npz is {message}.*To get it"):
+            load_dataset("mnist", _folder_with(tmp_path, name, content))
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    np.savez(missing / "mnist.npz", x_train=np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="no array y_train, x_test, y_test \\(it holds: x_train\\)"):
+        load_dataset("mnist", missing)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    np.savez(pickled / "mnist.npz", x_train=np.array([None, 1], dtype=object), y_train=np.zeros(2),
+             x_test=np.zeros(2), y_test=np.zeros(2))
+    with pytest.raises(ValueError, match="unreadable or incomplete.*allow_pickle"):
+        load_dataset("mnist", pickled)
+
+
+def _folder_with(tmp_path, name, content):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "mnist.npz").write_bytes(content)
+    return folder
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("imagenet")

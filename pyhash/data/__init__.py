@@ -9,6 +9,8 @@ space of :mod:`pyhash.protocols`.
 
 import hashlib
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +65,9 @@ def _checked(name, x_train, y_train, x_test, y_test, source) -> Dataset:
     for part, x, y, n in (("train", x_train, y_train, n_train), ("test", x_test, y_test, n_test)):
         if x.shape != (n,) + shape or x.dtype != np.uint8:
             problems.append(f"{part} images are {x.dtype}{list(x.shape)}, expected uint8{[n, *shape]}")
-        if y.shape != (n,) or y.min() < 0 or y.max() > 9:
-            problems.append(f"{part} labels have shape {y.shape} and range {y.min()}..{y.max()}, expected [{n}] in 0..9")
+        if y.shape != (n,) or y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:
+            span = f"{y.min()}..{y.max()}" if y.size else "empty"
+            problems.append(f"{part} labels are {y.dtype}{list(y.shape)} with values {span}, expected integers [{n}] in 0..9")
     if problems:
         raise ValueError(f"{name} at {source} is corrupted or incomplete: " + "; ".join(problems))
     images = np.concatenate([x_train, x_test])
@@ -72,24 +75,34 @@ def _checked(name, x_train, y_train, x_test, y_test, source) -> Dataset:
     return Dataset(images, labels, n_train, name, str(source))
 
 
+def _read_npz(name, path: Path, keys):
+    """The arrays ``keys`` of one .npz archive, or a ValueError naming the file and the problem
+    (not an archive, truncated, a missing array, pickled objects)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{name} archive {path} is not a .npz (zip) archive: truncated, or another format. "
+                         f"To get it: {HOW_TO_GET[name]}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise ValueError(f"it has no array {', '.join(missing)} (it holds: {', '.join(f.files) or 'nothing'})")
+            return [f[k] for k in keys]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{name} archive {path} is unreadable or incomplete: {exc}. To get it: {HOW_TO_GET[name]}") from None
+
+
 def _from_npz(name, folder: Path):
     if name == "mnist":
         path = folder / "mnist.npz"
         if not path.exists():
             return None
-        with np.load(path) as f:
-            return _checked(name, f["x_train"], f["y_train"], f["x_test"], f["y_test"], path)
+        return _checked(name, *_read_npz(name, path, ("x_train", "y_train", "x_test", "y_test")), path)
     parts = [folder / f"cifar10_train{k}.npz" for k in range(1, 6)] + [folder / "cifar10_test.npz"]
     if not all(p.exists() for p in parts):
         return None
-    xs, ys = [], []
-    for p in parts[:5]:
-        with np.load(p) as f:
-            xs.append(f["x_train"])
-            ys.append(f["y_train"])
-    with np.load(parts[5]) as f:
-        x_test, y_test = f["x_test"], f["y_test"]
-    return _checked(name, np.concatenate(xs), np.concatenate(ys), x_test, y_test, folder)
+    train = [_read_npz(name, p, ("x_train", "y_train")) for p in parts[:5]]
+    x_test, y_test = _read_npz(name, parts[5], ("x_test", "y_test"))
+    return _checked(name, np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test, folder)
 
 
 def _from_torchvision(name, folder: Path, download: bool):
