@@ -12,6 +12,8 @@ def atomic_write(path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder, not a file")
     fd, tmp = tempfile.mkstemp(prefix=".pyhash-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -263,7 +263,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, KeyError) as exc:
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as exc:
         print(f"pyhash {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

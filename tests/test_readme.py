@@ -114,6 +114,8 @@ def test_cli_train_eval_encode_index_search(tmp_path):
         ("encode", "run", "--input", "images.npy", "--output", "no/such/x.npy"): "the folder",
         ("search", "run/database.phx", "--query", "text.npy"): "--query text.npy is not a .npy file",
         ("search", "run/database.phx", "--query", "images.npy"): "queries must be 2-D",
+        ("encode", "run", "--input", "images.npy", "--output", "run"): "it is a folder",
+        ("search", "run", "--query", "codes.npy"): "Is a directory",
     }
     for args, message in bad.items():
         out = _cli(*args, cwd=tmp_path)
