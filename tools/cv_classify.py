@@ -55,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--only-folds", type=int, nargs="*", default=None, help="run only these folds (0-based)")
     parser.add_argument("--trunk", default="vggsmall")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -73,7 +74,8 @@ def main(argv=None):
     for f in chosen:
         held = folds[f]
         kept = np.setdiff1d(np.arange(len(train_labels)), held)
-        config = TrainConfig(trunk=args.trunk, epochs={"classify": args.epochs}, lr=args.lr,
+        config = TrainConfig(trunk=args.trunk, epochs={"classify": args.epochs},
+                             optimizer=args.optimizer, lr=args.lr,
                              weight_decay=args.weight_decay, batch_size=args.batch_size,
                              label_smoothing=args.label_smoothing, memory_bank=False, seed=args.seed + f,
                              progress=False)
