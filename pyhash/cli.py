@@ -161,7 +161,7 @@ def _info(args) -> int:
 
 
 def _training_arguments(parser, bits, classify, bottleneck, hash_epochs, trunk, lr, label_smoothing):
-    parser.add_argument("--bits", type=int, default=bits, help=f"code length B, any integer from 8 (default {bits})")
+    parser.add_argument("--bits", type=int, default=bits, help=f"code length B, an integer from 8 to 4096 (default {bits})")
     parser.add_argument("--trunk", default=trunk, help="lenet or vggsmall (28x28 grey), fastresnet (32x32 colour) or a torchvision model name "
                         f"(default {trunk or 'vggsmall for MNIST, fastresnet for CIFAR-10'})")
     parser.add_argument("--epochs-classify", type=int, default=classify, help=f"stage 1, classification pre-training (default {classify}; 0 skips it)")
