@@ -17,11 +17,15 @@ protocol               queries                    database                    tr
 =====================  =========================  ==========================  ==================
 """
 
+import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pyhash._atomic import atomic_write
+from pyhash._inputs import check_count
 
 DATASETS = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
 PROTOCOLS = tuple(f"{d}-{p}" for d in DATASETS for p in ("1k", "1k-disjoint", "10k"))
@@ -68,9 +72,24 @@ class Split:
 
     @classmethod
     def load(cls, path) -> "Split":
-        with np.load(path, allow_pickle=False) as f:
-            validation = f["validation"] if "validation" in f.files else np.empty(0, dtype=np.int64)
-            return cls(str(f["protocol"]), int(f["seed"]), f["query"], f["database"], f["train"], validation)
+        """Read a split written by :meth:`save`; ValueError naming the file if it is not one."""
+        if os.path.isfile(path) and not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a saved pyhash split: not a .npz (zip) archive")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                missing = [k for k in ("protocol", "seed", "query", "database", "train") if k not in f.files]
+                if missing:
+                    raise ValueError(f"it has no {', '.join(missing)}")
+                validation = f["validation"] if "validation" in f.files else np.empty(0, dtype=np.int64)
+                lists = [f["query"], f["database"], f["train"], validation]
+                protocol, seed = str(f["protocol"]), int(f["seed"])
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path} is not a saved pyhash split: {exc}") from None
+        if any(a.ndim != 1 or a.dtype.kind not in "iu" for a in lists):
+            raise ValueError(f"{path} is not a saved pyhash split: its index lists are not 1-D integer arrays")
+        return cls(protocol, seed, *[a.astype(np.int64) for a in lists])
 
 
 def make_split(protocol: str, labels, seed: int = 0) -> Split:
@@ -83,11 +102,14 @@ def make_split(protocol: str, labels, seed: int = 0) -> Split:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     dataset, _, shape = protocol.partition("-")
     n_train, n_test = DATASETS[dataset]
+    seed = check_count(seed, "seed", 0)
     labels = np.asarray(labels)
     if labels.shape != (n_train + n_test,):
         raise ValueError(
             f"{protocol} needs the labels of all {n_train + n_test} {dataset} images (train then test), got shape {labels.shape}"
         )
+    if labels.dtype.kind not in "iu" or not np.array_equal(np.unique(labels), np.arange(10)):
+        raise ValueError(f"{protocol} needs integer class labels 0..9, got {labels.dtype} values {np.unique(labels)[:12]}")
     everything = np.arange(n_train + n_test, dtype=np.int64)
     if shape == "10k":
         train = everything[:n_train]

@@ -78,14 +78,41 @@ def test_real_mnist_labels(data_dir):
     assert np.all(np.bincount(labels[split.query]) == 100)
 
 
+def _with_small_class(labels, c, keep):
+    """labels with all but ``keep`` images of class c relabelled 0."""
+    labels = labels.copy()
+    labels[np.nonzero(labels == c)[0][keep:]] = 0
+    return labels
+
+
 @pytest.mark.parametrize(
     "protocol, labels, match",
     [
         ("cifar100-1k", np.zeros(60_000), "unknown protocol"),
         ("cifar10-1k", np.zeros(100), "labels of all 60000"),
-        ("mnist-1k", np.r_[np.zeros(69_500, dtype=int), np.ones(500, dtype=int)], "class 1 has only 500"),
+        ("mnist-1k", _with_small_class(np.arange(70_000) % 10, 1, 500), "class 1 has only 500"),
+        ("mnist-1k", np.arange(70_000) % 10 + 0.0, "integer class labels 0..9"),
+        ("mnist-1k", np.arange(70_000) % 11, "integer class labels 0..9"),
     ],
 )
 def test_errors(protocol, labels, match):
     with pytest.raises(ValueError, match=match):
         make_split(protocol, labels)
+
+
+def test_bad_seed():
+    labels = np.arange(70_000) % 10
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        make_split("mnist-1k", labels, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        make_split("mnist-1k", labels, seed=1.5)
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    (tmp_path / "text.npz").write_text("not a split")
+    np.savez(tmp_path / "partial.npz", query=np.arange(3))
+    np.savez(tmp_path / "float.npz", protocol="mnist-1k", seed=0, query=np.zeros(3), database=np.arange(3), train=np.arange(3))
+    for name, match in (("text", "not a .npz"), ("partial", "it has no protocol, seed, database, train"),
+                        ("float", "its index lists are not 1-D integer arrays")):
+        with pytest.raises(ValueError, match=f"{name}.npz is not a saved pyhash split: {match}"):
+            Split.load(tmp_path / f"{name}.npz")
