@@ -218,10 +218,18 @@ def load_run(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / "model.pt").exists():
         raise FileNotFoundError(f"{run_dir} is not a finished pyhash run (no model.pt); train it with `pyhash train`")
-    info = json.loads((run_dir / "run.json").read_text())
-    config = TrainConfig(**info["config"])
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        config = TrainConfig(**info["config"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{run_dir / 'run.json'} is missing or damaged ({type(exc).__name__}: {exc})") from None
     model = HashNet(make_trunk(config.trunk), config.nbits, config.num_classes)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:  # torch: a damaged archive, or other weights
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ValueError(f"{run_dir / 'model.pt'} is damaged or does not match the run's config: {detail}") from None
     model.eval()
     return model, info, Split.load(run_dir / "split.npz")
 

@@ -229,6 +229,18 @@ def test_python_api_train_and_encode(tmp_path):
     with pytest.raises(ValueError, match=r"mnist-sample images of shape \[28, 28\].*\[32, 32, 3\]"):
         run.encode(np.zeros((2, 32, 32, 3), np.uint8))
     assert torch.equal(run.encode(images[..., None]), run.codes.query[:8])  # [N, H, W, 1] is greyscale too
+    import shutil
+
+    from pyhash.run import load_run
+
+    for damaged, content, message in (("model.pt", b"PK\x03\x04 not a checkpoint", "model.pt is damaged or does not match"),
+                                      ("run.json", b"{", "run.json is missing or damaged"),
+                                      ("split.npz", b"text", "split.npz is not a saved pyhash split")):
+        copy = tmp_path / f"damaged-{damaged}"
+        shutil.copytree(tmp_path / "run", copy)
+        (copy / damaged).write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            load_run(copy)
     with pytest.raises(TypeError):
         pyhash.train("mnist-sample", "sample", tmp_path / "bad", no_such_option=1)
 
