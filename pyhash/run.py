@@ -23,7 +23,7 @@ from pyhash._atomic import atomic_write
 from pyhash.data import SHAPES, load_dataset
 from pyhash.models import HashNet, make_trunk
 from pyhash.protocols import Split, make_split
-from pyhash.training import TrainConfig, image_stats, normalise_images, train as train_model
+from pyhash.training import TrainConfig, check_resume_config, image_stats, normalise_images, train as train_model
 
 SAMPLE_PROTOCOL = "sample"  # the bundled 10,000 MNIST test images: 1,000 queries, the rest database
 
@@ -173,6 +173,8 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     """Train, evaluate and write a complete run folder (see the module docstring). ``download``
     lets torchvision fetch a missing dataset into ``data_dir``."""
     out = Path(out)
+    if resume and (out / "checkpoint.pt").exists():
+        _check_resume(out, dataset, protocol, config)
     out.mkdir(parents=True, exist_ok=True)
     images, labels, split, stats = prepare(dataset, protocol, data_dir, config.seed, download=download)
     if config.val_fraction > 0:
@@ -196,6 +198,17 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     if plots:
         plot(codes, history, out)
     return TrainedRun(model, result, codes, split, stats, out, dataset)
+
+
+def _check_resume(out: Path, dataset: str, protocol: str, config: TrainConfig) -> None:
+    """Before anything in ``out`` is rewritten: the interrupted run had this dataset, protocol
+    and options (a changed seed, say, would draw another split under the trained weights)."""
+    if (out / "run.json").exists():
+        info = json.loads((out / "run.json").read_text())
+        for name, value in (("dataset", dataset), ("protocol", protocol)):
+            if info.get(name) != value:
+                raise ValueError(f"cannot resume {out}: it was started with {name} {info.get(name)!r}, not {value!r}")
+    check_resume_config(out, config)
 
 
 def train(dataset: str, protocol: str, out, *, data_dir=None, resume: bool = False, plots: bool = True,

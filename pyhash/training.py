@@ -120,6 +120,24 @@ class TrainConfig:
         return [s for s in STAGES if self.epochs.get(s, 0) > 0][-1]
 
 
+RESUME_MAY_CHANGE = ("progress", "num_workers", "device", "compile")  # options that leave the results as they are
+
+
+def check_resume_config(out_dir, config: TrainConfig) -> None:
+    """ValueError if ``out_dir/config.json`` (the interrupted run's options) differs from
+    ``config`` in an option that changes the results; resuming with those would mix two runs."""
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    current = json.loads(json.dumps(asdict(config)))
+    changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
+    if changed:
+        listed = ", ".join(f"{k}={saved.get(k)!r} (now {current.get(k)!r})" for k in changed)
+        raise ValueError(f"cannot resume {out_dir}: it was started with other options: {listed}. "
+                         "Resume with the original options, or train into a new folder.")
+
+
 def _check_integer(name: str, value, low: int, high: int = None, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -234,8 +252,10 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     optimizer_state, shuffle_state, average_state = None, None, None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
         checkpoint = out / "checkpoint.pt"
+        if resume and checkpoint.exists():
+            check_resume_config(out, config)
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
         if resume and checkpoint.exists():
             state = torch.load(checkpoint, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])

@@ -84,6 +84,19 @@ def test_resume_after_interruption_matches_uninterrupted_run(small_mnist, tmp_pa
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_resume_refuses_other_options_but_not_progress(small_mnist, tmp_path, monkeypatch):
+    x, y, _, _ = small_mnist
+    config = _config(epochs={"classify": 1, "hash": 2})
+    with monkeypatch.context() as patch:
+        _kill_after(patch, 1)
+        with pytest.raises(_Killed):
+            train(config, x, y, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"lr=0.002 \(now 0.01\), nbits=12 \(now 16\)"):
+        train(_config(epochs={"classify": 1, "hash": 2}, lr=0.01, nbits=16), x, y, out_dir=tmp_path, resume=True)
+    _, history = train(_config(epochs={"classify": 1, "hash": 2}, progress=True), x, y, out_dir=tmp_path, resume=True)
+    assert len(history) == 3
+
+
 def test_validation_scores_and_best_epoch_selection(small_mnist):
     x, y, xv, yv = small_mnist
     model, history = train(_config(val_fraction=0.1, select="best-val"), x, y, val_images=xv, val_labels=yv)
@@ -229,6 +242,15 @@ def test_python_api_train_and_encode(tmp_path):
     with pytest.raises(ValueError, match=r"mnist-sample images of shape \[28, 28\].*\[32, 32, 3\]"):
         run.encode(np.zeros((2, 32, 32, 3), np.uint8))
     assert torch.equal(run.encode(images[..., None]), run.codes.query[:8])  # [N, H, W, 1] is greyscale too
+    # Resuming with other options would train the old weights on another split: refused before
+    # anything in the folder is rewritten.
+    split_before = (tmp_path / "run" / "split.npz").read_bytes()
+    with pytest.raises(ValueError, match=r"cannot resume .*seed=0 \(now 3\)"):
+        pyhash.train("mnist-sample", "sample", tmp_path / "run", nbits=16, epochs={"classify": 1, "hash": 1},
+                     progress=False, plots=False, resume=True, seed=3)
+    with pytest.raises(ValueError, match="started with dataset 'mnist-sample', not 'mnist'"):
+        pyhash.train("mnist", "mnist-1k", tmp_path / "run", nbits=16, epochs={"classify": 1, "hash": 1}, resume=True)
+    assert (tmp_path / "run" / "split.npz").read_bytes() == split_before
     import shutil
 
     from pyhash.run import load_run
