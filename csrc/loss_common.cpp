@@ -42,8 +42,8 @@ void check_labels(const at::Tensor& labels, int64_t rows, const char* name) {
                 " (class ids) must be int64, got ", labels.scalar_type());
   } else {
     TORCH_CHECK(labels.size(1) >= 1, name, " (multi-hot) must have at least one class column");
-    TORCH_CHECK(!labels.is_floating_point() || ((labels == 0) | (labels == 1)).all().item<bool>(),
-                name, " (multi-hot) must hold only 0 and 1");
+    TORCH_CHECK(labels.numel() == 0 || ((labels == 0) | (labels == 1)).all().item<bool>(), name,
+                " (multi-hot) must hold only 0 and 1");
   }
 }
 

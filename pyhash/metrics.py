@@ -45,7 +45,9 @@ def _labels(labels, name, rows, device) -> torch.Tensor:
         if t.is_floating_point() or t.dtype == torch.bool:
             raise TypeError(f"{name} (class ids) must be integers, got {t.dtype}")
         return t.to(torch.int64).contiguous()
-    hot = (t != 0).to(torch.int64)
+    if t.numel() and not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError(f"{name} (multi-hot) must hold only 0 and 1")
+    hot = t.to(torch.int64)
     words = (hot.shape[1] + 63) // 64
     hot = torch.nn.functional.pad(hot, (0, words * 64 - hot.shape[1])).reshape(rows, words, 64)
     return (hot << torch.arange(64, device=device)).sum(2).contiguous()

@@ -200,6 +200,8 @@ def test_bad_arguments_raise_clear_errors():
         (lambda: pyhash.exp_pair_loss(z.detach().numpy(), labels), TypeError, "torch.Tensor"),
         (lambda: pyhash.exp_pair_loss(torch.zeros(3, 8), labels[:3], surrogate="cosine"), RuntimeError, "non-zero"),
         (lambda: pyhash.exp_pair_loss(z, torch.full((5, 2), 0.5)), RuntimeError, "only 0 and 1"),
+        (lambda: pyhash.exp_pair_loss(z, torch.full((5, 2), 2)), RuntimeError, "only 0 and 1"),
+        (lambda: pyhash.exp_pair_loss(z, labels, y, torch.full((6, 2), -1)), RuntimeError, "y_labels .*only 0 and 1"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):

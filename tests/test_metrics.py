@@ -185,6 +185,10 @@ def test_torch_inputs_and_multilabel():
         (lambda q, db, ql, dl: M.mean_average_precision(q, db, ql, dl, topk=0), ValueError, "topk"),
         (lambda q, db, ql, dl: M.precision_at_k(q, db, ql, dl, 1.5), TypeError, "k must be an integer"),
         (lambda q, db, ql, dl: M.mean_average_precision(q, db[:, :0], ql, dl), ValueError, "bytes per code"),
+        (lambda q, db, ql, dl: M.mean_average_precision(q, db, np.full((len(ql), 3), 2), np.ones((len(dl), 3), int)),
+         ValueError, "query_labels .multi-hot. must hold only 0 and 1"),
+        (lambda q, db, ql, dl: M.mean_average_precision(q, db, np.ones((len(ql), 3)), np.full((len(dl), 3), 0.5)),
+         ValueError, "database_labels .multi-hot. must hold only 0 and 1"),
     ],
 )
 def test_bad_arguments(call, error, match):
