@@ -23,10 +23,11 @@ def test_matches_numpy_packbits_little():
     np.testing.assert_array_equal(pyhash.pack_codes(x), expected)
 
 
-def test_zero_maps_to_one_and_bool_and_ints():
+def test_zero_maps_to_one_and_bool_ints_and_bits():
     assert pyhash.pack_codes(np.zeros((1, 8)))[0, 0] == 255
     assert pyhash.pack_codes(np.array([[True] + [False] * 7]))[0, 0] == 1
     assert pyhash.pack_codes(torch.tensor([[1, -1, 1, -1, 1, -1, 1, -1]]))[0, 0] == 0b01010101
+    assert pyhash.pack_codes(np.array([[1, 0, 0, 0, 0, 0, 0, 1]], np.uint8))[0, 0] == 0b10000001
 
 
 @settings(max_examples=50, deadline=None)
@@ -37,6 +38,7 @@ def test_roundtrip(n, nbytes, seed):
     bits = pyhash.unpack_codes(codes)
     assert bits.shape == (n, nbytes * 8)
     np.testing.assert_array_equal(pyhash.pack_codes(bits.astype(bool)), codes)
+    np.testing.assert_array_equal(pyhash.pack_codes(bits), codes)  # the uint8 0/1 bits unpack_codes gives
     signed = pyhash.unpack_codes(torch.from_numpy(codes), signed=True)
     assert signed.dtype == torch.float32
     assert torch.equal(pyhash.pack_codes(signed), torch.from_numpy(codes))
@@ -57,6 +59,9 @@ def test_output_follows_input_kind(device):
         (np.zeros(8), ValueError, "2-D"),
         (np.array([[np.nan] * 8]), ValueError, "NaN"),
         ([[1.0] * 8], TypeError, "torch.Tensor or numpy"),
+        (np.array([[1, -1, 0, 1, 1, 1, 1, 1]]), ValueError, "must hold ±1 codes"),
+        (torch.tensor([[2, 1, 1, 1, 1, 1, 1, 1]], dtype=torch.int8), ValueError, "must hold ±1 codes"),
+        (np.full((1, 8), 255, np.uint8), ValueError, "0/1 bits"),
     ],
 )
 def test_pack_errors(x, error, match):
