@@ -2,8 +2,8 @@
 
 import torch
 
-from pyhash.ops.loss import exp_pair_loss
-from pyhash.reference.loss import surrogate_codes
+from pyhash.ops.loss import _number, exp_pair_loss
+from pyhash.reference.loss import SURROGATES, WEIGHTINGS, surrogate_codes
 
 
 def quantization_loss(u: torch.Tensor) -> torch.Tensor:
@@ -14,6 +14,13 @@ def quantization_loss(u: torch.Tensor) -> torch.Tensor:
 def bit_balance_loss(u: torch.Tensor) -> torch.Tensor:
     """Mean over bits of (mean over the batch of u)^2; pushes each bit to be +1 half the time."""
     return (u.mean(dim=0) ** 2).mean()
+
+
+def _weight(value, name: str) -> float:
+    value = _number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (a regulariser's weight), got {value}")
+    return value
 
 
 class ExpHashLoss(torch.nn.Module):
@@ -34,8 +41,13 @@ class ExpHashLoss(torch.nn.Module):
         balance: float = 0.0,
     ):
         super().__init__()
-        self.lam, self.beta, self.surrogate, self.weighting, self.clamp = lam, beta, surrogate, weighting, clamp
-        self.quantization, self.balance = quantization, balance
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        self.lam, self.beta, self.clamp = _number(lam, "lam"), _number(beta, "beta", True), _number(clamp, "clamp", True)
+        self.surrogate, self.weighting = surrogate, weighting
+        self.quantization, self.balance = _weight(quantization, "quantization"), _weight(balance, "balance")
 
     def forward(self, z, labels, y=None, y_labels=None, y_is_codes: bool = False):
         loss = exp_pair_loss(

@@ -249,6 +249,21 @@ def test_bad_cuda_kernel_choice_raises(monkeypatch):
         pyhash.exp_pair_loss(z, labels)
 
 
+@pytest.mark.parametrize("options, error, match", [
+    (dict(quantization=-1.0), ValueError, "quantization must be >= 0"),
+    (dict(balance=float("nan")), ValueError, "balance must be finite"),
+    (dict(lam=float("inf")), ValueError, "lam must be finite"),
+    (dict(beta=0.0), ValueError, "beta must be > 0"),
+    (dict(clamp=-1.0), ValueError, "clamp must be > 0"),
+    (dict(surrogate="sign"), ValueError, "surrogate"),
+    (dict(weighting="focal"), ValueError, "weighting"),
+    (dict(lam="2"), TypeError, "lam must be a real number"),
+])
+def test_module_rejects_bad_options_when_built(options, error, match):
+    with pytest.raises(error, match=match):
+        ExpHashLoss(**options)
+
+
 def test_module_and_regularisers():
     z, labels, y, y_labels = _inputs(10, 12, 16, "cpu")
     plain = ExpHashLoss(lam=1.2)(z, labels, y, y_labels)
