@@ -17,15 +17,13 @@ protocol               queries                    database                    tr
 =====================  =========================  ==========================  ==================
 """
 
-import os
-import zipfile
-import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pyhash._atomic import atomic_write
 from pyhash._inputs import check_count
+from pyhash._npz import read_npz
 
 DATASETS = {"cifar10": (50_000, 10_000), "mnist": (60_000, 10_000)}
 PROTOCOLS = tuple(f"{d}-{p}" for d in DATASETS for p in ("1k", "1k-disjoint", "10k"))
@@ -73,20 +71,13 @@ class Split:
     @classmethod
     def load(cls, path) -> "Split":
         """Read a split written by :meth:`save`; ValueError naming the file if it is not one."""
-        if os.path.isfile(path) and not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is not a saved pyhash split: not a .npz (zip) archive")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                missing = [k for k in ("protocol", "seed", "query", "database", "train") if k not in f.files]
-                if missing:
-                    raise ValueError(f"it has no {', '.join(missing)}")
-                validation = f["validation"] if "validation" in f.files else np.empty(0, dtype=np.int64)
-                lists = [f["query"], f["database"], f["train"], validation]
-                protocol, seed = str(f["protocol"]), int(f["seed"])
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
+            f = read_npz(path, ("protocol", "seed", "query", "database", "train"), optional=("validation",))
+            protocol, seed = str(f["protocol"]), int(f["seed"])
+        except (ValueError, TypeError) as exc:  # NpzError, or a protocol or seed of the wrong kind
             raise ValueError(f"{path} is not a saved pyhash split: {exc}") from None
+        validation = f.get("validation", np.empty(0, dtype=np.int64))
+        lists = [f["query"], f["database"], f["train"], validation]
         if any(a.ndim != 1 or a.dtype.kind not in "iu" for a in lists):
             raise ValueError(f"{path} is not a saved pyhash split: its index lists are not 1-D integer arrays")
         return cls(protocol, seed, *[a.astype(np.int64) for a in lists])

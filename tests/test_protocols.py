@@ -112,7 +112,7 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
     (tmp_path / "text.npz").write_text("not a split")
     np.savez(tmp_path / "partial.npz", query=np.arange(3))
     np.savez(tmp_path / "float.npz", protocol="mnist-1k", seed=0, query=np.zeros(3), database=np.arange(3), train=np.arange(3))
-    for name, match in (("text", "not a .npz"), ("partial", "it has no protocol, seed, database, train"),
+    for name, match in (("text", "not a .npz"), ("partial", "it has no array protocol, seed, database, train"),
                         ("float", "its index lists are not 1-D integer arrays")):
         with pytest.raises(ValueError, match=f"{name}.npz is not a saved pyhash split: {match}"):
             Split.load(tmp_path / f"{name}.npz")

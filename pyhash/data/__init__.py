@@ -9,12 +9,12 @@ space of :mod:`pyhash.protocols`.
 
 import hashlib
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pyhash._npz import NpzError, read_npz
 
 BUNDLED_MNIST = Path(__file__).with_name("mnist_test.npz")
 BUNDLED_MNIST_SHA256 = "b8d30bd15bf8aec9eb69ca5b88ee72078b29f27777d7b2a2d53a588f90a19fec"
@@ -76,19 +76,13 @@ def _checked(name, x_train, y_train, x_test, y_test, source) -> Dataset:
 
 
 def _read_npz(name, path: Path, keys):
-    """The arrays ``keys`` of one .npz archive, or a ValueError naming the file and the problem
-    (not an archive, truncated, a missing array, pickled objects)."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{name} archive {path} is not a .npz (zip) archive: truncated, or another format. "
-                         f"To get it: {HOW_TO_GET[name]}")
+    """The arrays ``keys`` of one .npz archive, or a ValueError naming the file, the problem and
+    how to get the data."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise ValueError(f"it has no array {', '.join(missing)} (it holds: {', '.join(f.files) or 'nothing'})")
-            return [f[k] for k in keys]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"{name} archive {path} is unreadable or incomplete: {exc}. To get it: {HOW_TO_GET[name]}") from None
+        arrays = read_npz(path, keys)
+    except NpzError as exc:
+        raise ValueError(f"{name} archive {path} is unusable: {exc}. To get it: {HOW_TO_GET[name]}") from None
+    return [arrays[k] for k in keys]
 
 
 def _from_npz(name, folder: Path):
