@@ -22,6 +22,7 @@ the returned model holds.
 import copy
 import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,30 +89,28 @@ class TrainConfig:
         for name, value, allowed in (("surrogate", self.surrogate, SURROGATES), ("weighting", self.weighting, WEIGHTINGS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        _check_integer("nbits", self.nbits, 8, 4096)
-        _check_integer("num_classes", self.num_classes, 2)
-        _check_integer("batch_size", self.batch_size, 2, why=" (the loss needs pairs)")
-        _check_integer("num_workers", self.num_workers, 0)
-        _check_integer("seed", self.seed, 0, 2**63 - 1)
-        _check_real("lr", self.lr, 0.0, math.inf, low_open=True)
-        _check_real("lam", self.lam, 0.0, math.inf, low_open=True)
-        _check_real("beta", self.beta, 0.0, math.inf, low_open=True)
-        _check_real("weight_decay", self.weight_decay, 0.0, math.inf)
-        _check_real("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _check_real("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        _check_real("quantization", self.quantization, 0.0, math.inf)
+        self.nbits = _integer("nbits", self.nbits, 8, 4096)
+        self.num_classes = _integer("num_classes", self.num_classes, 2)
+        self.batch_size = _integer("batch_size", self.batch_size, 2, why=" (the loss needs pairs)")
+        self.num_workers = _integer("num_workers", self.num_workers, 0)
+        self.seed = _integer("seed", self.seed, 0, 2**63 - 1)
+        self.lr = _real("lr", self.lr, 0.0, math.inf, low_open=True)
+        self.lam = _real("lam", self.lam, 0.0, math.inf, low_open=True)
+        self.beta = _real("beta", self.beta, 0.0, math.inf, low_open=True)
+        self.weight_decay = _real("weight_decay", self.weight_decay, 0.0, math.inf)
+        self.momentum = _real("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        self.label_smoothing = _real("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        self.quantization = _real("quantization", self.quantization, 0.0, math.inf)
+        self.val_fraction = _real("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        self.ema = _real("ema", self.ema, 0.0, 1.0, high_open=True, why=" (0 turns the weight average off)")
         try:
             device_type = torch.device(self.device).type
         except (RuntimeError, TypeError):
             device_type = None
         if device_type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda' (e.g. 'cuda:1'), got {self.device!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.select == "best-val" and self.val_fraction == 0.0:
             raise ValueError("select='best-val' needs a validation split (val_fraction > 0)")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1) (0 turns the weight average off), got {self.ema}")
 
     def total_epochs(self) -> int:
         return sum(self.epochs.get(s, 0) for s in STAGES)
@@ -138,22 +137,29 @@ def check_resume_config(out_dir, config: TrainConfig) -> None:
                          "Resume with the original options, or train into a new folder.")
 
 
-def _check_integer(name: str, value, low: int, high: int = None, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _integer(name: str, value, low: int, high: int = None, why: str = "") -> int:
+    """``value`` as an int (numpy integers too) from low to high, or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"from {low} to {high}"
         raise ValueError(f"{name} must be {bounds}{why}, got {value}")
+    return value
 
 
-def _check_real(name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    """A finite number in the interval from low to high (open at an end when asked)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _real(name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False,
+          why: str = "") -> float:
+    """``value`` as a float, finite and in the interval from low to high (open at an end when
+    asked), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
     inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not (math.isfinite(value) and inside):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or math.isinf(high) else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value}")
+        raise ValueError(f"{name} must be a finite number in {interval}{why}, got {value}")
+    return value
 
 
 def _atomic_save(obj, path: Path) -> None:

@@ -1,6 +1,7 @@
 """Models and the three-stage training on a few hundred real (bundled) MNIST images."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -196,6 +197,13 @@ def test_learning_rate_schedule():
 def test_bad_training_options(options, message):
     with pytest.raises(ValueError, match=message):
         _config(**options)
+
+
+def test_numpy_numbers_are_accepted_as_python_numbers():
+    config = _config(nbits=np.int64(24), lr=np.float32(0.01), seed=np.uint8(3), lam=4)
+    assert (config.nbits, config.seed) == (24, 3) and type(config.nbits) is int and type(config.lr) is float
+    assert config.lr == pytest.approx(0.01) and config.lam == 4.0
+    json.dumps(asdict(config))  # the run folder's config.json
 
 
 @pytest.mark.cuda
