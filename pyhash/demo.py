@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import pyhash
+from pyhash._inputs import check_count
 from pyhash.data import bundled_mnist_test
 from pyhash.reference import hamming_knn_ref
 
@@ -27,6 +28,8 @@ def lsh_codes(images: np.ndarray, nbits: int, seed: int) -> np.ndarray:
 def run(nbits: int = 64, k: int = 10, queries: int = 1000, device: str = "cpu", seed: int = 0, echo=print) -> dict:
     """Encode the bundled MNIST test set, search it, and report accuracy and speed."""
     images, labels = bundled_mnist_test()
+    if check_count(queries, "queries", 1) >= len(images):
+        raise ValueError(f"queries must leave a database: from 1 to {len(images) - 1} of the {len(images)} images, got {queries}")
     codes = lsh_codes(images, nbits, seed)
     q_codes, db_codes = codes[:queries], codes[queries:]
     q_labels, db_labels = labels[:queries], labels[queries:]

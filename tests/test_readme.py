@@ -61,6 +61,9 @@ def test_cli_search_demo_runs_and_is_exact(tmp_path):
 def test_cli_bad_argument_is_a_clear_error(tmp_path):
     out = _cli("search-demo", "--bits", "12", cwd=tmp_path)
     assert out.returncode == 2 and "multiple of 8" in out.stderr
+    for queries in ("0", "10000"):
+        out = _cli("search-demo", "--queries", queries, cwd=tmp_path)
+        assert out.returncode == 2 and "queries must" in out.stderr, out.stderr
     out = _cli("eval", str(tmp_path / "missing-run"), cwd=tmp_path)
     assert out.returncode == 2 and "not a finished pyhash run" in out.stderr
     out = _cli("train", "--dataset", "mnist", "--protocol", "mnist-1k", "--out", "r", "--data-dir", str(tmp_path), cwd=tmp_path)
