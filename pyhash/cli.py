@@ -104,15 +104,10 @@ def _load_npy(path, flag: str) -> np.ndarray:
 
 def _encode(args) -> int:
     from pyhash._atomic import atomic_write
-    from pyhash.run import check_image_shape, load_run
-    from pyhash.training import normalise_images
+    from pyhash.run import encode_images, load_run
 
     model, info, _ = load_run(args.run)
-    images = _load_npy(args.input, "--input")
-    if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise ValueError(f"--input must hold uint8 images [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-    check_image_shape(images, info["dataset"])
-    codes = model.encode(normalise_images(images, info.get("stats"))).numpy()
+    codes = encode_images(model, _load_npy(args.input, "--input"), info["dataset"], info.get("stats")).numpy()
     with atomic_write(args.output) as f:
         np.save(f, codes)
     print(f"{len(codes)} codes of {model.nbits} bits ({codes.shape[1]} bytes each) -> {args.output}")

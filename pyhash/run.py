@@ -161,11 +161,17 @@ class TrainedRun:
     def encode(self, images: np.ndarray) -> torch.Tensor:
         """Packed codes uint8[N, ceil(B/8)] of uint8 images [N, H, W] or [N, H, W, C] of the
         training images' size, normalised as in training."""
-        images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim not in (3, 4):
-            raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-        check_image_shape(images, self.dataset)
-        return self.model.encode(normalise_images(images, self.stats))
+        return encode_images(self.model, images, self.dataset, self.stats)
+
+
+def encode_images(model: HashNet, images, dataset: str, stats: dict) -> torch.Tensor:
+    """Packed codes of new uint8 images [N, H, W(, C)] by a trained model: checked against the
+    size of ``dataset``'s images and normalised with the training ``stats``."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
+    check_image_shape(images, dataset)
+    return model.encode(normalise_images(images, stats))
 
 
 def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, resume=False, plots=True,
