@@ -170,7 +170,7 @@ def encode_images(model: HashNet, images, dataset: str, stats: dict) -> torch.Te
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"images must be uint8 [N, H, W] or [N, H, W, C], got {images.dtype} {images.shape}")
-    check_image_shape(images, dataset)
+    _check_image_shape(images, dataset)
     return model.encode(normalise_images(images, stats))
 
 
@@ -253,7 +253,7 @@ def load_run(run_dir):
     return model, info, Split.load(run_dir / "split.npz")
 
 
-def check_image_shape(images: np.ndarray, dataset: str) -> None:
+def _check_image_shape(images: np.ndarray, dataset: str) -> None:
     """ValueError unless images [N, H, W(, C)] have the size of ``dataset``'s images."""
     expected = SHAPES["mnist" if dataset.startswith("mnist") else dataset][1]
     got = images.shape[1:]
