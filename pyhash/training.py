@@ -83,10 +83,8 @@ class TrainConfig:
         if self.total_epochs() == 0:
             raise ValueError("every stage has 0 epochs: nothing to train")
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
-                                     ("select", self.select, SELECTIONS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        for name, value, allowed in (("surrogate", self.surrogate, SURROGATES), ("weighting", self.weighting, WEIGHTINGS)):
+                                     ("select", self.select, SELECTIONS), ("surrogate", self.surrogate, SURROGATES),
+                                     ("weighting", self.weighting, WEIGHTINGS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.nbits = _integer("nbits", self.nbits, 8, 4096)
