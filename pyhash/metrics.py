@@ -210,7 +210,7 @@ def precision_at_k(query_codes, database_codes, query_labels, database_labels, k
     """Mean over queries of (relevant items among the first k) / k (k capped at the database size)."""
     _choice(ties, "ties", _TIES)
     stats = retrieval_stats(query_codes, database_codes, query_labels, database_labels, check_count(k, "k", 1))
-    return float((_hits_at(stats, ties) / stats.topk).mean()) if len(stats.total) else 0.0
+    return _precision_at(stats, ties)
 
 
 def recall_at_k(query_codes, database_codes, query_labels, database_labels, k, *, ties="id", empty="zero") -> float:
@@ -218,6 +218,14 @@ def recall_at_k(query_codes, database_codes, query_labels, database_labels, k, *
     _choice(ties, "ties", _TIES)
     _choice(empty, "empty", _EMPTY)
     stats = retrieval_stats(query_codes, database_codes, query_labels, database_labels, check_count(k, "k", 1))
+    return _recall_at(stats, ties, empty)
+
+
+def _precision_at(stats: RetrievalStats, ties: str) -> float:
+    return float((_hits_at(stats, ties) / stats.topk).mean()) if len(stats.total) else 0.0
+
+
+def _recall_at(stats: RetrievalStats, ties: str, empty: str) -> float:
     relevant = stats.num_relevant.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(relevant > 0, _hits_at(stats, ties) / relevant, np.nan)
@@ -262,10 +270,8 @@ def pr_curve(query_codes, database_codes, query_labels, database_labels, *, by="
     precision, recall = [], []
     for k in ks:  # one kernel pass per rank gives both precision@k and recall@k
         stats = retrieval_stats(query_codes, database_codes, query_labels, database_labels, int(k))
-        hits, relevant = _hits_at(stats, ties), stats.num_relevant.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision.append(float((hits / stats.topk).mean()) if len(hits) else 0.0)
-            recall.append(_mean(np.where(relevant > 0, hits / relevant, np.nan), "zero"))
+        precision.append(_precision_at(stats, ties))
+        recall.append(_recall_at(stats, ties, "zero"))
     return ks, np.array(precision), np.array(recall)
 
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from pyhash.ops.loss import _number, exp_pair_loss
-from pyhash.reference.loss import SURROGATES, WEIGHTINGS, surrogate_codes
+from pyhash.ops.loss import _number, check_loss_options, exp_pair_loss
+from pyhash.reference.loss import surrogate_codes
 
 
 def quantization_loss(u: torch.Tensor) -> torch.Tensor:
@@ -41,11 +41,7 @@ class ExpHashLoss(torch.nn.Module):
         balance: float = 0.0,
     ):
         super().__init__()
-        if surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.lam, self.beta, self.clamp = _number(lam, "lam"), _number(beta, "beta", True), _number(clamp, "clamp", True)
+        self.lam, self.beta, self.clamp = check_loss_options(lam, beta, clamp, surrogate, weighting)
         self.surrogate, self.weighting = surrogate, weighting
         self.quantization, self.balance = _weight(quantization, "quantization"), _weight(balance, "balance")
 

@@ -23,6 +23,16 @@ def _number(value, name: str, positive: bool = False) -> float:
     return value
 
 
+def check_loss_options(lam, beta, clamp, surrogate: str, weighting: str):
+    """(lam, beta, clamp) as floats, after checking every option of the loss: ValueError or
+    TypeError naming the bad one."""
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    return _number(lam, "lam"), _number(beta, "beta", positive=True), _number(clamp, "clamp", positive=True)
+
+
 def exp_pair_loss(
     z: torch.Tensor,
     labels: torch.Tensor,
@@ -62,10 +72,7 @@ def exp_pair_loss(
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if (y is None) != (y_labels is None):
         raise ValueError("y and y_labels must be given together")
-    if surrogate not in SURROGATES:
-        raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    lam, beta, clamp = check_loss_options(lam, beta, clamp, surrogate, weighting)
     needs_grad = z.requires_grad or (y is not None and y.requires_grad)
     compute_grad = torch.is_grad_enabled() and needs_grad
     loss, _, _ = torch.ops.pyhash.exp_pair_loss(
@@ -73,9 +80,9 @@ def exp_pair_loss(
         labels,
         y,
         y_labels,
-        _number(lam, "lam"),
-        _number(beta, "beta", positive=True),
-        _number(clamp, "clamp", positive=True),
+        lam,
+        beta,
+        clamp,
         surrogate,
         weighting,
         bool(y_is_codes),
