@@ -1,6 +1,8 @@
 // Input checks, surrogate codes and weights for the fused loss (device-agnostic ATen code).
 #include "loss_common.h"
 
+#include <cmath>
+
 namespace pyhash {
 namespace {
 
@@ -150,12 +152,14 @@ at::Tensor surrogate_backward(const at::Tensor& grad_u, const at::Tensor& z, dou
 
 LossSetup setup_loss(const at::Tensor& z, const at::Tensor& labels,
                      const c10::optional<at::Tensor>& y, const c10::optional<at::Tensor>& y_labels,
-                     double beta, double clamp, c10::string_view surrogate,
+                     double lam, double beta, double clamp, c10::string_view surrogate,
                      c10::string_view weighting, bool y_is_codes) {
   LossSetup setup;
   setup.surrogate = parse_surrogate(std::string(surrogate));
   setup.weighting = parse_weighting(std::string(weighting));
-  TORCH_CHECK(clamp > 0, "clamp must be > 0, got ", clamp);
+  TORCH_CHECK(std::isfinite(lam), "lam must be finite, got ", lam);
+  TORCH_CHECK(std::isfinite(beta) && beta > 0, "beta must be finite and > 0, got ", beta);
+  TORCH_CHECK(std::isfinite(clamp) && clamp > 0, "clamp must be finite and > 0, got ", clamp);
   setup.inputs = prepare_loss_inputs(z, labels, y, y_labels, beta, setup.surrogate, y_is_codes);
   const int64_t n = setup.inputs.u.size(0), m = setup.inputs.v.size(0);
   setup.pairs = setup.inputs.symmetric ? n * (n - 1) : n * m;

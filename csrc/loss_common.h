@@ -58,7 +58,7 @@ struct LossSetup {
 
 LossSetup setup_loss(const at::Tensor& z, const at::Tensor& labels,
                      const c10::optional<at::Tensor>& y, const c10::optional<at::Tensor>& y_labels,
-                     double beta, double clamp, c10::string_view surrogate,
+                     double lam, double beta, double clamp, c10::string_view surrogate,
                      c10::string_view weighting, bool y_is_codes);
 
 // (grad_z, grad_y) in z's dtype from dL/du and dL/dv (grad_v undefined in the symmetric form,

@@ -153,6 +153,19 @@ def test_opcheck(device):
         )
 
 
+@pytest.mark.parametrize("lam, beta, clamp, match", [
+    (float("nan"), 1.0, 30.0, "lam must be finite"),
+    (1.0, 0.0, 30.0, "beta must be finite and > 0"),
+    (1.0, float("inf"), 30.0, "beta must be finite and > 0"),
+    (1.0, 1.0, -1.0, "clamp must be finite and > 0"),
+])
+def test_the_op_itself_checks_its_scalars(device, lam, beta, clamp, match):
+    """torch.ops.pyhash.exp_pair_loss is public too: its kernels refuse what the wrapper refuses."""
+    z, labels, y, y_labels = _inputs(5, 6, 8, device, dtype=torch.float32)
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.pyhash.exp_pair_loss(z, labels, y, y_labels, lam, beta, clamp, "tanh", "uniform", False, True)
+
+
 def test_works_under_torch_compile():
     z, labels, y, y_labels = _inputs(12, 14, 16, "cpu", dtype=torch.float32)
     compiled = torch.compile(lambda z, y: pyhash.exp_pair_loss(z, labels, y, y_labels), fullgraph=True)

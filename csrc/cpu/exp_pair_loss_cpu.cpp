@@ -248,7 +248,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cpu(
     const c10::optional<at::Tensor>& y_labels, double lam, double beta, double clamp,
     c10::string_view surrogate, c10::string_view weighting, bool y_is_codes, bool compute_grad) {
   const LossSetup setup =
-      setup_loss(z, labels, y, y_labels, beta, clamp, surrogate, weighting, y_is_codes);
+      setup_loss(z, labels, y, y_labels, lam, beta, clamp, surrogate, weighting, y_is_codes);
   const LossInputs& in = setup.inputs;
   const int64_t n = in.u.size(0), m = in.v.size(0), nbits = in.u.size(1);
 

@@ -98,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> exp_pair_loss_cuda(
     c10::string_view surrogate, c10::string_view weighting, bool y_is_codes, bool compute_grad) {
   const c10::cuda::CUDAGuard guard(z.device());
   const LossSetup setup =
-      setup_loss(z, labels, y, y_labels, beta, clamp, surrogate, weighting, y_is_codes);
+      setup_loss(z, labels, y, y_labels, lam, beta, clamp, surrogate, weighting, y_is_codes);
   const LossInputs& in = setup.inputs;
   const int64_t n = in.u.size(0), m = in.v.size(0), nbits = in.u.size(1);
   const int64_t words = in.multilabel ? in.labels_u.size(1) : 0;
