@@ -240,6 +240,14 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         raise ValueError(f"images must be [N, C, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}")
     if len(images) < 2:
         raise ValueError(f"need at least 2 training images, got {len(images)}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be float, normalised as by normalise_images, got {images.dtype}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class ids, got {labels.dtype}")
+    softmax_stages = [s for s in ("classify", "bottleneck") if config.epochs.get(s, 0) > 0]
+    if softmax_stages and (int(labels.min()) < 0 or int(labels.max()) >= config.num_classes):
+        raise ValueError(f"the {' and '.join(softmax_stages)} stage(s) need class ids in 0..{config.num_classes - 1} "
+                         f"(num_classes), got {int(labels.min())}..{int(labels.max())}")
     validating = val_images is not None and len(val_images) > 0
     if config.select == "best-val" and not validating:
         raise ValueError("select='best-val' needs validation images")

@@ -199,6 +199,22 @@ def test_bad_training_options(options, message):
         _config(**options)
 
 
+def test_bad_training_data_is_refused_before_training(small_mnist):
+    x, y, _, _ = small_mnist
+    cases = [
+        ((x[:1], y[:1]), "at least 2 training images"),
+        ((x[:, 0], y), r"images must be \[N, C, H, W\] and labels \[N\]"),
+        ((x, y[:-1]), "labels \\[N\\]"),
+        (((x * 255).to(torch.uint8), y), "images must be float"),
+        ((x, y.float()), "labels must be integer class ids"),
+        ((x, y + 10), r"the classify and bottleneck stage\(s\) need class ids in 0..9"),
+    ]
+    for (images, labels), message in cases:
+        with pytest.raises(ValueError, match=message):
+            train(_config(), images, labels)
+    train(_config(epochs={"hash": 1}), x[:64], y[:64] + 10)  # the hash stage takes any class ids
+
+
 def test_numpy_numbers_are_accepted_as_python_numbers():
     config = _config(nbits=np.int64(24), lr=np.float32(0.01), seed=np.uint8(3), lam=4)
     assert (config.nbits, config.seed) == (24, 3) and type(config.nbits) is int and type(config.lr) is float
