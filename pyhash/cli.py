@@ -1,7 +1,6 @@
 """The ``pyhash`` command line: demo, train, eval, encode, index, search, search-demo, info."""
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -81,6 +80,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from pyhash._atomic import write_json_atomic
     from pyhash.run import encode_split, evaluate, load_run, run_images
 
     model, info, split = load_run(args.run)
@@ -88,7 +88,7 @@ def _eval(args) -> int:
     result = evaluate(encode_split(model, images, labels, split))
     _print_metrics(result)
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        write_json_atomic(args.output, result)
     return 0
 
 

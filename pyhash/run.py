@@ -19,18 +19,13 @@ import torch
 
 import pyhash
 from pyhash import metrics
-from pyhash._atomic import atomic_write
+from pyhash._atomic import atomic_write, write_json_atomic
 from pyhash.data import SHAPES, load_dataset
 from pyhash.models import HashNet, make_trunk
 from pyhash.protocols import Split, make_split
 from pyhash.training import TrainConfig, check_resume_config, image_stats, normalise_images, train as train_model
 
 SAMPLE_PROTOCOL = "sample"  # the bundled 10,000 MNIST test images: 1,000 queries, the rest database
-
-
-def _write_json(path: Path, data) -> None:
-    with atomic_write(path) as f:
-        f.write(json.dumps(data, indent=2).encode())
 
 
 def _sample_split(labels: np.ndarray, seed: int) -> Split:
@@ -100,7 +95,8 @@ def plot(codes: Codes, history, out: Path) -> list:
     def save(fig, name):
         path = out / name
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=110)
         plt.close(fig)
         written.append(path)
 
@@ -186,7 +182,7 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     if config.val_fraction > 0:
         split = split.with_validation(labels.numpy(), config.val_fraction)
     split.save(out / "split.npz")
-    _write_json(out / "run.json", {"dataset": dataset, "protocol": protocol, "data_dir": str(data_dir) if data_dir else None,
+    write_json_atomic(out / "run.json", {"dataset": dataset, "protocol": protocol, "data_dir": str(data_dir) if data_dir else None,
                                    "config": asdict(config), "stats": stats, "pyhash": pyhash.__version__})
     validation = split.validation if len(split.validation) else None
     model, history = train_model(config, images[split.train], labels[split.train], out_dir=out, resume=resume,
@@ -200,7 +196,7 @@ def run_training(dataset, protocol, config: TrainConfig, out, data_dir=None, res
     result["training seconds"] = sum(h["seconds"] for h in history)
     result["training images"] = len(split.train)
     result["epoch reported"] = next((h["epoch"] for h in history if h.get("selected")), len(history))
-    _write_json(out / "metrics.json", result)
+    write_json_atomic(out / "metrics.json", result)
     if plots:
         plot(codes, history, out)
     return TrainedRun(model, result, codes, split, stats, out, dataset)

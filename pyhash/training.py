@@ -6,9 +6,9 @@
    against a memory bank of the training set's relaxed codes).
 
 Batches come from a torch DataLoader with torchvision augmentation. Each stage starts a fresh
-optimizer (AdamW or SGD) whose learning rate follows the stage's schedule. Every epoch appends a
-line to ``log.jsonl`` and writes ``checkpoint.pt`` atomically, so ``resume=True`` continues a
-killed run losing at most the current epoch. Checkpoints load with ``weights_only=True``.
+optimizer (AdamW or SGD) whose learning rate follows the stage's schedule. Every epoch writes
+``checkpoint.pt`` and then ``log.jsonl`` (one line per epoch) atomically, so ``resume=True``
+continues a killed run losing at most the current epoch. Checkpoints load with ``weights_only=True``.
 
 With validation images, each epoch also reports a validation score (accuracy in the pre-training
 stages, mAP against the training codes in the hash stage); ``select="best-val"`` keeps the
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pyhash._atomic import atomic_write
+from pyhash._atomic import atomic_write, write_json_atomic, write_text_atomic
 from pyhash.models import HashNet, eval_mode, make_trunk
 from pyhash.nn import ExpHashLoss
 from pyhash.reference.loss import SURROGATES, WEIGHTINGS
@@ -267,7 +267,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         checkpoint = out / "checkpoint.pt"
         if resume and checkpoint.exists():
             check_resume_config(out, config)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        write_json_atomic(out / "config.json", asdict(config))
         if resume and checkpoint.exists():
             state = torch.load(checkpoint, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
@@ -363,12 +363,13 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                 best = {"score": entry["val_mAP"], "epoch": epoch + 1, "model": copy.deepcopy(scored.state_dict())}
         history.append(entry)
         if out is not None:
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(entry) + "\n")
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                           "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
                           "shuffle_rng": generator.get_state(), "best": best,
                           "average": average.state_dict() if average is not None else None}, out / "checkpoint.pt")
+            # The log is rewritten from the history after the checkpoint, so a killed run's log
+            # never holds a partial line or an epoch that resume will repeat.
+            write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     if config.select == "best-val" and best is not None:
         model.load_state_dict(best["model"])
         history[best["epoch"] - 1]["selected"] = True

@@ -1,6 +1,7 @@
 """HammingSearch: API contract, ids, persistence, FAISS parity, threads and errors."""
 
 import os
+import stat
 import threading
 
 import numpy as np
@@ -154,6 +155,9 @@ def test_save_load_roundtrip(tmp_path, device):
     for a, b in zip(index.search(q, 7), loaded.search(q, 7)):
         assert torch.equal(a, b)
     assert [p.name for p in tmp_path.iterdir()] == ["codes.phx"]  # no temporary left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600
 
 
 def test_save_load_empty_index(tmp_path, device):

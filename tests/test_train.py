@@ -67,6 +67,11 @@ def _kill_after(monkeypatch, epochs: int):
     monkeypatch.setattr(pyhash.training, "_atomic_save", save_then_die)
 
 
+def _logged_epochs(run_dir) -> list:
+    log = run_dir / "log.jsonl"
+    return [json.loads(line)["epoch"] for line in log.read_text().splitlines()] if log.exists() else []
+
+
 # Killed in the middle of a stage (its optimizer and schedule must continue), at a stage
 # boundary, and in the hash stage (the memory bank is rebuilt).
 @pytest.mark.parametrize("killed_after", [1, 3, 4, 6])
@@ -78,8 +83,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(small_mnist, tmp_pa
         _kill_after(patch, killed_after)
         with pytest.raises(_Killed):
             train(config, x, y, out_dir=tmp_path / "resumed", val_images=xv, val_labels=yv)
+    assert _logged_epochs(tmp_path / "resumed") == list(range(1, killed_after))  # the last checkpoint landed, its log line not
     resumed, history = train(config, x, y, out_dir=tmp_path / "resumed", resume=True, val_images=xv, val_labels=yv)
     assert len(history) == 7
+    assert _logged_epochs(tmp_path / "resumed") == list(range(1, 8))  # one line per epoch, none repeated or missing
     assert [h.get("val_mAP") for h in history] == [h.get("val_mAP") for h in full_history]
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
