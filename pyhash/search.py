@@ -243,6 +243,8 @@ class HammingSearch:
         return index
 
     def _set(self, codes: torch.Tensor, ids: torch.Tensor) -> None:
+        if ids.numel() and int(ids.min()) < 0:
+            raise ValueError("ids must be >= 0 (-1 marks missing results)")
         if ids.numel() > 1 and not bool((ids[1:] > ids[:-1]).all()):
             order = torch.argsort(ids)
             codes, ids = codes[order], ids[order]

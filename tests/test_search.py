@@ -194,6 +194,16 @@ def test_load_rejects_corrupted_and_truncated_files(tmp_path):
             pyhash.HammingSearch.load(bad)
 
 
+def test_load_rejects_ids_no_index_can_hold(tmp_path):
+    from pyhash.index_io import write_index
+
+    codes = random_codes(3, 8, seed=4).numpy()
+    for name, ids, match in (("negative", [0, -1, 2], ">= 0"), ("duplicate", [5, 1, 5], "duplicates")):
+        write_index(tmp_path / f"{name}.phx", 64, codes, np.array(ids))  # valid checksum, bad contents
+        with pytest.raises(ValueError, match=match):
+            pyhash.HammingSearch.load(tmp_path / f"{name}.phx")
+
+
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     index, _ = _index("cpu", n=50)
     path = tmp_path / "i.phx"
