@@ -34,7 +34,6 @@ def _data(n, q, nbytes, seed=0):
 @pytest.mark.parametrize("impl", ["pyhash", "faiss"])
 def test_knn_cpu(benchmark, threads, impl, nbits, k, nthreads):
     faiss = pytest.importorskip("faiss")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     db, q = _data(N_CPU, Q_CPU, nbits // 8)
     torch.set_num_threads(nthreads)
     faiss.omp_set_num_threads(nthreads)
