@@ -21,6 +21,14 @@ from pyhash._inputs import (
 INT32_MAX = 2**31 - 1
 
 
+def _ids_are_positions(ids: torch.Tensor) -> bool:
+    """Whether the held ids (unique, ascending, >= 0) are 0..n-1, so results need no id lookup:
+    a gather of Q*k random ids from a large index costs a cache miss each (about 3 ms of a 48 ms
+    k = 100 search of 1M codes)."""
+    n = ids.shape[0]
+    return n == 0 or int(ids[-1]) == n - 1
+
+
 def _ids_tensor(ids, n: int) -> torch.Tensor:
     t = to_tensor(ids, "ids", allow_sequence=True)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -204,7 +212,7 @@ class HammingSearch:
         k = check_count(k, "k", 1)
         codes, ids = self._snapshot()
         D, pos = torch.ops.pyhash.hamming_knn(q, codes, k)
-        I = torch.where(pos >= 0, ids[pos.clamp(min=0)], pos) if ids.numel() else pos
+        I = pos if _ids_are_positions(ids) else torch.where(pos >= 0, ids[pos.clamp(min=0)], pos)
         return self._out(D, queries), self._out(I, queries)
 
     def range_search(self, queries, max_distance):
@@ -221,7 +229,7 @@ class HammingSearch:
         max_distance = check_count(max_distance, "max_distance", 0)
         codes, ids = self._snapshot()
         lims, D, pos = torch.ops.pyhash.hamming_range(q, codes, max_distance)
-        I = ids[pos] if pos.numel() else pos
+        I = pos if _ids_are_positions(ids) else ids[pos]
         return self._out(lims, queries), self._out(D, queries), self._out(I, queries)
 
     # -- persistence and FAISS ----------------------------------------------------------------

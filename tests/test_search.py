@@ -68,6 +68,24 @@ def test_remove_reconstruct_reset(device):
     assert index.ntotal == 0
 
 
+def test_ids_after_removals_at_the_end_and_in_the_middle(device):
+    # Ids 0..n-1 skip the id lookup; a removal in the middle must bring it back.
+    index, codes = _index(device, n=300, low_entropy=True)
+    q = random_codes(12, 8, seed=5, low_entropy=True)
+    gone = set()
+    for removed in ([295, 296, 297, 298, 299], [10, 150]):
+        index.remove_ids(removed)
+        gone.update(removed)
+        kept = torch.tensor([i for i in range(300) if i not in gone])
+        assert torch.equal(index.ids().cpu(), kept)
+        D, I = index.search(q.to(device), 40)
+        Dr, Pr = hamming_knn_ref(q, codes[kept], 40)
+        assert torch.equal(D.cpu(), Dr) and torch.equal(I.cpu(), kept[Pr])
+        lims, D, I = index.range_search(q.to(device), 20)
+        lr, Dr, Pr = hamming_range_ref(q, codes[kept], 20)
+        assert torch.equal(lims.cpu(), lr) and torch.equal(D.cpu(), Dr.int()) and torch.equal(I.cpu(), kept[Pr])
+
+
 def test_empty_index_returns_padding(device):
     index = pyhash.HammingSearch(32, device=device)
     q = random_codes(3, 4, seed=1).to(device)
