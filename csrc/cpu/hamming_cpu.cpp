@@ -104,6 +104,11 @@ class TopK {
 
   uint64_t threshold() const { return threshold_; }
 
+  // Codes measured exactly at the start of a scan to seed the threshold: enough for about 4k
+  // candidates, few enough that most of the first block is screened like the rest (seeding costs
+  // a histogram update per code, about 30 times a screened code).
+  int64_t seed_codes() const { return (std::max<int64_t>(256, 4 * k_) + 63) / 64 * 64; }
+
   void push(uint64_t distance, int64_t position) {
     keys_.push_back(make_key(distance, position));
     ++hist_[distance];
@@ -177,6 +182,7 @@ class WithinRadius {
  public:
   explicit WithinRadius(int64_t max_distance) : threshold_(static_cast<uint64_t>(max_distance) + 1) {}
   uint64_t threshold() const { return threshold_; }
+  int64_t seed_codes() const { return 0; }  // the threshold is fixed: every code is screened
   void push(uint64_t distance, int64_t position) { keys_.push_back(make_key(distance, position)); }
   void push_block(const uint64_t* d, int64_t count, int64_t base) {
     for (int64_t i = 0; i < count; ++i)
@@ -190,8 +196,8 @@ class WithinRadius {
 };
 
 // Scans database codes [begin, end) for queries [q_begin, q_end), feeding each query's collector.
-// The first block seeds every collector exactly (all its distances); later blocks only pass on
-// the codes below each query's current threshold.
+// The first seed_codes() codes seed every collector exactly (all their distances); every later
+// code is screened, and only those below each query's current threshold are passed on.
 template <typename Collector>
 void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int64_t q_begin,
           int64_t q_end, int64_t begin, int64_t end, std::vector<Collector>& collectors) {
@@ -200,10 +206,12 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
   const cpu::CandidatesFn candidates = cpu::candidates_fn(isa, nwords);
   const int64_t block = block_codes(nwords);
   const int64_t nq = q_end - q_begin;
+  if (nq == 0) return;
+  const int64_t seed = std::min({collectors[0].seed_codes(), block, end - begin});
   AlignedWords transposed(nwords > 1 ? nwords * block : 0);
-  const bool amx = cpu::amx_candidates(isa, nwords) && end - begin > block;  // beyond the first block
+  const bool amx = cpu::amx_candidates(isa, nwords) && end - begin > seed;
   const PreparedQueries prepared(amx, queries + q_begin * nwords, nq, nwords);
-  std::vector<uint64_t> thresholds(nq), dist(block);
+  std::vector<uint64_t> thresholds(nq), dist(std::max<int64_t>(seed, 1));
   std::unique_ptr<uint64_t[]> found(new uint64_t[nq * block]);  // uninitialised on purpose
   for (int64_t b0 = begin; b0 < end; b0 += block) {
     const int64_t count = std::min(block, end - b0);
@@ -214,20 +222,28 @@ void scan(const uint64_t* queries, const uint64_t* database, int64_t nwords, int
       words = transposed.get();
       stride = block;
     }
-    if (b0 == begin) {
+    int64_t skip = 0;  // codes of this block already seen
+    if (b0 == begin && seed > 0) {
       for (int64_t u = 0; u < nq; ++u) {
-        distances(queries + (q_begin + u) * nwords, nwords, words, stride, count, dist.data());
-        collectors[u].push_block(dist.data(), count, b0);
+        distances(queries + (q_begin + u) * nwords, nwords, words, stride, seed, dist.data());
+        collectors[u].push_block(dist.data(), seed, b0);
       }
-      continue;
+      skip = seed;
     }
-    for (int64_t u = 0; u < nq; ++u) thresholds[u] = collectors[u].threshold();
-    const int64_t n = candidates(prepared.get(), words, stride, count, thresholds.data(), found.get());
-    for (int64_t h = 0; h < n; ++h) {
-      const uint64_t key = found[h];
-      Collector& c = collectors[key >> 48];
-      const uint64_t d = (key >> 32) & 0xffff;
-      if (d < c.threshold()) c.push(d, b0 + static_cast<int64_t>(key & 0xffffffffu));
+    // The thresholds are read once per candidate search. They fall fastest in the first block,
+    // so it is screened in doubling steps after the seed; later blocks in one step.
+    for (int64_t step = b0 == begin ? std::max<int64_t>(seed, 256) : count; skip < count; step *= 2) {
+      const int64_t len = std::min(step, count - skip);
+      for (int64_t u = 0; u < nq; ++u) thresholds[u] = collectors[u].threshold();
+      // Word w of code i sits at words[w * stride + i], so the codes from skip on start at words + skip.
+      const int64_t n = candidates(prepared.get(), words + skip, stride, len, thresholds.data(), found.get());
+      for (int64_t h = 0; h < n; ++h) {
+        const uint64_t key = found[h];
+        Collector& c = collectors[key >> 48];
+        const uint64_t d = (key >> 32) & 0xffff;
+        if (d < c.threshold()) c.push(d, b0 + skip + static_cast<int64_t>(key & 0xffffffffu));
+      }
+      skip += len;
     }
   }
 }
