@@ -51,8 +51,8 @@ def _table(section: str) -> str:
     rows = [(case, r) for (s, case), r in ROWS.items() if s == section]
     anchors = sorted({k for _, r in rows for k in r if k not in ("pyhash", "work", "unit")})
     gain = "ratio (anchor / pyhash)" if any(r.get("unit") == "bytes" for _, r in rows) else "speed-up"
-    lines = ["| case | pyhash | " + " | ".join(anchors) + " | " + " | ".join(f"{gain} vs {a}" for a in anchors) + " |"]
-    lines.append("|" + " --- |" * (2 + 2 * len(anchors)))
+    header = ["case", "pyhash", *anchors, *(f"{gain} vs {a}" for a in anchors)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for case, r in rows:
         def fmt(impl):
             if impl not in r:
@@ -63,7 +63,7 @@ def _table(section: str) -> str:
             rate = f" ({r['work'] / s / 1e9:.2f} G{r['unit']}/s)" if r.get("work") else ""
             return f"{s * 1e3:.1f} ms{rate}"
         ratios = [f"{r[a] / r['pyhash']:.1f}x" if a in r and r.get("pyhash") else "-" for a in anchors]
-        lines.append(f"| {case} | {fmt('pyhash')} | " + " | ".join(fmt(a) for a in anchors) + " | " + " | ".join(ratios) + " |")
+        lines.append("| " + " | ".join([case, fmt("pyhash"), *(fmt(a) for a in anchors), *ratios]) + " |")
     return "\n".join(lines)
 
 
