@@ -89,6 +89,23 @@ def test_random_shapes_match_reference(device, n, m, nbits, classes, multilabel,
              y_is_codes=y_is_codes and y is not None)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n, m, nbits, dtype, multilabel, asymmetric", [
+    (37, 1500, 200, torch.float32, False, True),  # the CPU kernel's column panels: 256 columns here
+    (21, 700, 130, torch.float64, True, True),
+    (9, 4500, 12, torch.float32, False, True),    # 4,096-column panels at 12 bits
+    (1100, 0, 64, torch.float32, False, False),   # symmetric, 1,024-column panels
+])
+def test_large_banks_match_reference(device, threads, n, m, nbits, dtype, multilabel, asymmetric):
+    z, labels, y, y_labels = _inputs(n, m, nbits, device, dtype=dtype, multilabel=multilabel, asymmetric=asymmetric, seed=n)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _compare(z, labels, y, y_labels, lam=2.0, weighting="balanced")
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("n", [1, 2])
 def test_tiny_batches(device, n):
     z, labels, _, _ = _inputs(n, 0, 12, device, asymmetric=False)

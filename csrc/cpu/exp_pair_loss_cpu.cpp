@@ -1,10 +1,11 @@
 // CPU kernel of the fused exponentiated pairwise loss: loss and gradients in one blocked pass,
-// never materialising an n x m matrix (extra memory: v transposed plus one m x B gradient buffer
-// per thread).
+// never materialising an n x m matrix (extra memory: padded copies of u, v and dL/du, v
+// transposed, and one m x B gradient buffer per thread).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -66,10 +67,60 @@ int64_t count_similar(Labels labels, int64_t n, int64_t m, bool symmetric) {
   return total;
 }
 
+// Class ids: each row's count from the sorted bank labels, O((n + m) log m) instead of O(n m).
+int64_t count_similar(SingleLabel labels, int64_t n, int64_t m, bool symmetric) {
+  std::vector<int64_t> sorted(labels.v, labels.v + m);
+  std::sort(sorted.begin(), sorted.end());
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto range = std::equal_range(sorted.begin(), sorted.end(), labels.u[i]);
+    total += range.second - range.first;
+  }
+  return symmetric ? total - n : total;  // the symmetric form leaves out the n pairs (i, i)
+}
+
 // Rows of u and columns (rows of v) handled together: RI x TJ pair tiles with register-blocked
 // dot products; the gradient updates combine several pairs per load/store of a gradient row.
 constexpr int64_t RI = 4;
 constexpr int64_t TJ = 64;
+// Rows are padded with zeros to a multiple of kLanes values, so the loops over bits are whole
+// vectors (16 floats: one AVX-512 register).
+constexpr int64_t kLanes = 16;
+constexpr int64_t kPanelBytes = 256 * 1024;
+
+// Sign s_ij (+1 similar, -1 not) and weight of the pairs (i, j0 + j), j < TJ. Pairs with j >=
+// valid_cols or j == diagonal get weight 0.
+template <typename T, typename Labels>
+__attribute__((always_inline)) inline void pair_signs(const Labels& labels, int64_t i, int64_t j0,
+                                                      int64_t valid_cols, int64_t diagonal, T w_sim,
+                                                      T w_dis, T* sign, T* weight) {
+  for (int64_t j = 0; j < TJ; ++j) {
+    const bool valid = j < valid_cols && j != diagonal;
+    const bool sim = valid && labels.similar(i, j0 + j);
+    sign[j] = sim ? T(1) : T(-1);
+    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+  }
+}
+
+// Class ids: branch-free, so that it vectorises (labels past valid_cols are not read).
+template <typename T>
+__attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels, int64_t i, int64_t j0,
+                                                      int64_t valid_cols, int64_t diagonal, T w_sim,
+                                                      T w_dis, T* sign, T* weight) {
+  const int64_t label = labels.u[i];
+  const int64_t* row = labels.v + j0;
+  if (valid_cols < TJ) {
+    pair_signs<T, SingleLabel>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < TJ; ++j) {
+    const bool valid = j != diagonal;
+    const bool sim = valid & (row[j] == label);
+    sign[j] = sim ? T(1) : T(-1);
+    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+  }
+}
 
 // Coefficients of TJ pairs of one row: coef[j] = d(loss)/d(dot_j) and the loss sum of the row.
 template <typename T>
@@ -98,19 +149,22 @@ __attribute__((always_inline)) inline T coefficients(const T* dots, const T* sig
 }
 
 // One RI x TJ tile: dot products, coefficients, loss and (optionally) gradient updates.
-// vt is v transposed and zero-padded: vt[b * mp + j].
+// u, v, grad_u and grad_v hold rows of `width` values: the B = nbits bits, then zeros up to a
+// whole number of kLanes. vt is v transposed per column tile: bit b of bank row j0 + j (j < TJ)
+// sits at vt[j0 * width + b * TJ + j], so a tile's width x TJ block is contiguous.
 template <typename T, typename Labels>
-__attribute__((always_inline)) inline T tile_impl(const T* u, const T* v, const T* vt, int64_t mp, int64_t i0, int64_t rows, int64_t j0,
-              int64_t cols, int64_t nbits, const Labels& labels, const PairConstants& c, T* grad_u,
-              T* grad_v) {
+__attribute__((always_inline)) inline T tile_impl(const T* u, const T* v, const T* vt, int64_t i0,
+                                                  int64_t rows, int64_t j0, int64_t cols,
+                                                  int64_t nbits, int64_t width, const Labels& labels,
+                                                  const PairConstants& c, T* grad_u, T* grad_v) {
   T dots[RI][TJ];
   for (int64_t r = 0; r < RI; ++r)
 #pragma omp simd
     for (int64_t j = 0; j < TJ; ++j) dots[r][j] = T(0);
-  for (int64_t b = 0; b < nbits; ++b) {
-    const T* row = vt + b * mp + j0;
+  for (int64_t b = 0; b < width; ++b) {
+    const T* row = vt + j0 * width + b * TJ;
     for (int64_t r = 0; r < RI; ++r) {
-      const T ub = u[(i0 + (r < rows ? r : 0)) * nbits + b];
+      const T ub = u[(i0 + (r < rows ? r : 0)) * width + b];
 #pragma omp simd
       for (int64_t j = 0; j < TJ; ++j) dots[r][j] += ub * row[j];
     }
@@ -118,43 +172,44 @@ __attribute__((always_inline)) inline T tile_impl(const T* u, const T* v, const 
   const T lam = static_cast<T>(c.lam), clamp = static_cast<T>(c.clamp);
   const T inv_bits = T(1) / static_cast<T>(nbits);
   const T w_sim = static_cast<T>(c.weight_similar), w_dis = static_cast<T>(c.weight_dissimilar);
-  T coef[RI][TJ];
+  T coef[RI][TJ];  // 0 for pairs outside the tile (weight 0), so the updates need no bounds
   T sign[TJ], weight[TJ], loss = T(0);
   for (int64_t r = 0; r < RI; ++r) {
     const int64_t i = i0 + r;
-    for (int64_t j = 0; j < TJ; ++j) {  // labels -> sign and weight of each pair
-      const bool valid = r < rows && j < cols && !(c.symmetric && i == j0 + j);
-      const bool sim = valid && labels.similar(i, j0 + j);
-      sign[j] = sim ? T(1) : T(-1);
-      weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
-    }
+    const int64_t valid_cols = r < rows ? cols : 0;
+    const int64_t diagonal = c.symmetric ? i - j0 : -1;  // the column of the pair (i, i), if any
+    pair_signs<T>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
     loss += coefficients<T>(dots[r], sign, weight, coef[r], lam, inv_bits, c.clamped, clamp);
   }
   if (grad_u == nullptr) return loss;
-  // grad_u[i] += sum_j coef[i][j] v[j], four columns per pass over the gradient row
-  for (int64_t r = 0; r < rows; ++r) {
-    T* g = grad_u + (i0 + r) * nbits;
-    for (int64_t j = 0; j < cols; j += 4) {
-      const T c0 = coef[r][j], c1 = j + 1 < cols ? coef[r][j + 1] : T(0);
-      const T c2 = j + 2 < cols ? coef[r][j + 2] : T(0), c3 = j + 3 < cols ? coef[r][j + 3] : T(0);
-      const T* v0 = v + (j0 + j) * nbits;
-      const T* v1 = v + (j0 + std::min(j + 1, cols - 1)) * nbits;
-      const T* v2 = v + (j0 + std::min(j + 2, cols - 1)) * nbits;
-      const T* v3 = v + (j0 + std::min(j + 3, cols - 1)) * nbits;
+  static_assert(RI == 4, "the updates below take four rows");
+  for (int64_t b0 = 0; b0 < width; b0 += kLanes) {
+    // grad_u[i0 + r] += sum_j coef[r][j] v[j0 + j], the RI partial sums held in registers
+    T sums[RI][kLanes] = {};
+    for (int64_t j = 0; j < cols; ++j) {
+      const T* vj = v + (j0 + j) * width + b0;
+      for (int64_t r = 0; r < RI; ++r) {
+        const T cr = coef[r][j];
 #pragma omp simd
-      for (int64_t b = 0; b < nbits; ++b) g[b] += c0 * v0[b] + c1 * v1[b] + c2 * v2[b] + c3 * v3[b];
+        for (int64_t b = 0; b < kLanes; ++b) sums[r][b] += cr * vj[b];
+      }
     }
-  }
-  // grad_v[j] += sum_i coef[i][j] u[i], all RI rows per pass over the gradient row
-  const T* u0 = u + i0 * nbits;
-  const T* u1 = u + (i0 + std::min<int64_t>(1, rows - 1)) * nbits;
-  const T* u2 = u + (i0 + std::min<int64_t>(2, rows - 1)) * nbits;
-  const T* u3 = u + (i0 + std::min<int64_t>(3, rows - 1)) * nbits;
-  for (int64_t j = 0; j < cols; ++j) {
-    const T c0 = coef[0][j], c1 = coef[1][j], c2 = coef[2][j], c3 = coef[3][j];
-    T* g = grad_v + (j0 + j) * nbits;
+    for (int64_t r = 0; r < rows; ++r) {
+      T* g = grad_u + (i0 + r) * width + b0;
 #pragma omp simd
-    for (int64_t b = 0; b < nbits; ++b) g[b] += c0 * u0[b] + c1 * u1[b] + c2 * u2[b] + c3 * u3[b];
+      for (int64_t b = 0; b < kLanes; ++b) g[b] += sums[r][b];
+    }
+    // grad_v[j0 + j] += sum_r coef[r][j] u[i0 + r], the RI rows of u held in registers
+    T ur[RI][kLanes];
+    for (int64_t r = 0; r < RI; ++r)
+#pragma omp simd
+      for (int64_t b = 0; b < kLanes; ++b) ur[r][b] = u[(i0 + (r < rows ? r : 0)) * width + b0 + b];
+    for (int64_t j = 0; j < cols; ++j) {
+      const T c0 = coef[0][j], c1 = coef[1][j], c2 = coef[2][j], c3 = coef[3][j];
+      T* g = grad_v + (j0 + j) * width + b0;
+#pragma omp simd
+      for (int64_t b = 0; b < kLanes; ++b) g[b] += c0 * ur[0][b] + c1 * ur[1][b] + c2 * ur[2][b] + c3 * ur[3][b];
+    }
   }
   return loss;
 }
@@ -162,41 +217,59 @@ __attribute__((always_inline)) inline T tile_impl(const T* u, const T* v, const 
 // Float tiles compiled for AVX-512, AVX2 and the baseline; the loader picks one per CPU.
 #define PYHASH_FLOAT_TILE(NAME, LABELS)                                                         \
   __attribute__((target_clones("avx512f", "avx2,fma", "default"))) float NAME(                \
-      const float* u, const float* v, const float* vt, int64_t mp, int64_t i0, int64_t rows,    \
-      int64_t j0, int64_t cols, int64_t nbits, const LABELS& labels, const PairConstants& c,    \
+      const float* u, const float* v, const float* vt, int64_t i0, int64_t rows, int64_t j0,    \
+      int64_t cols, int64_t nbits, int64_t width, const LABELS& labels, const PairConstants& c, \
       float* grad_u, float* grad_v) {                                                            \
-    return tile_impl<float>(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v); \
+    return tile_impl<float>(u, v, vt, i0, rows, j0, cols, nbits, width, labels, c, grad_u, grad_v); \
   }
 PYHASH_FLOAT_TILE(tile_float_single, SingleLabel)
 PYHASH_FLOAT_TILE(tile_float_multi, MultiLabel)
 #undef PYHASH_FLOAT_TILE
 
 template <typename T, typename Labels>
-T tile(const T* u, const T* v, const T* vt, int64_t mp, int64_t i0, int64_t rows, int64_t j0,
-       int64_t cols, int64_t nbits, const Labels& labels, const PairConstants& c, T* grad_u,
+T tile(const T* u, const T* v, const T* vt, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+       int64_t nbits, int64_t width, const Labels& labels, const PairConstants& c, T* grad_u,
        T* grad_v) {
   if constexpr (std::is_same_v<T, float> && std::is_same_v<Labels, SingleLabel>) {
-    return tile_float_single(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+    return tile_float_single(u, v, vt, i0, rows, j0, cols, nbits, width, labels, c, grad_u, grad_v);
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<Labels, MultiLabel>) {
-    return tile_float_multi(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+    return tile_float_multi(u, v, vt, i0, rows, j0, cols, nbits, width, labels, c, grad_u, grad_v);
   } else {
-    return tile_impl<T>(u, v, vt, mp, i0, rows, j0, cols, nbits, labels, c, grad_u, grad_v);
+    return tile_impl<T>(u, v, vt, i0, rows, j0, cols, nbits, width, labels, c, grad_u, grad_v);
   }
 }
 
+// Rows [rows, nbits] copied to rows of `width` values, zero-padded.
+template <typename T>
+std::vector<T> padded_rows(const T* x, int64_t rows, int64_t nbits, int64_t width) {
+  std::vector<T> out(rows * width, T(0));
+  for (int64_t i = 0; i < rows; ++i) std::copy_n(x + i * nbits, nbits, out.data() + i * width);
+  return out;
+}
+
 // Accumulates the loss and, if grad_u is not null, dL/du into grad_u [n, B] and dL/dv into
-// grad_v [m, B] (both zeroed by the caller).
+// grad_v [m, B] (both zeroed by the caller). Extra memory: u, v and the gradients padded to whole
+// vectors, v transposed, and one m x B gradient buffer per thread.
 template <typename T, typename Labels>
 double fused_loss(const T* u, const T* v, int64_t n, int64_t m, int64_t nbits, Labels labels,
                   const PairConstants& c, T* grad_u, T* grad_v) {
-  // v transposed and padded to whole tiles ([B, mp]) so that dot products vectorise over j.
+  const int64_t width = (nbits + kLanes - 1) / kLanes * kLanes;
+  const std::vector<T> up = padded_rows(u, n, nbits, width), vp = padded_rows(v, m, nbits, width);
+  // v transposed per column tile and padded to whole tiles (see tile_impl), so that the dot
+  // products vectorise over j and each tile reads one contiguous block. A plain [B, m] transpose
+  // strides by 4m bytes from bit to bit, which maps a tile's rows onto a few L1 sets.
   const int64_t mp = (m + TJ - 1) / TJ * TJ;
-  std::vector<T> vt(nbits * mp, T(0));
+  std::vector<T> vt(width * mp, T(0));
   for (int64_t j = 0; j < m; ++j)
-    for (int64_t b = 0; b < nbits; ++b) vt[b * mp + j] = v[j * nbits + b];
+    for (int64_t b = 0; b < nbits; ++b) vt[(j - j % TJ) * width + b * TJ + j % TJ] = v[j * nbits + b];
 
+  // Bank columns in panels whose rows of v, vt and grad_v (about kPanelBytes each) stay in the L2
+  // cache while a thread's row blocks pass over them; one sweep over all m columns per row block
+  // would stream them from memory again for every block.
+  const int64_t panel = std::max<int64_t>(TJ, kPanelBytes / (width * static_cast<int64_t>(sizeof(T))) / TJ * TJ);
   const int threads = at::get_num_threads();
   std::vector<double> loss_per_thread(threads, 0.0);
+  std::vector<T> gu(grad_u ? n * width : 0, T(0));
   std::vector<std::vector<T>> grad_v_per_thread(grad_u ? threads : 0);
   const int64_t row_blocks = (n + RI - 1) / RI;
   at::parallel_for(0, row_blocks, 4, [&](int64_t rb_begin, int64_t rb_end) {
@@ -204,23 +277,28 @@ double fused_loss(const T* u, const T* v, int64_t n, int64_t m, int64_t nbits, L
     T* gv = nullptr;
     if (grad_u) {
       auto& buffer = grad_v_per_thread[thread];
-      if (buffer.empty()) buffer.assign(m * nbits, T(0));
+      if (buffer.empty()) buffer.assign(m * width, T(0));
       gv = buffer.data();
     }
     double loss = 0.0;
-    for (int64_t rb = rb_begin; rb < rb_end; ++rb) {
-      const int64_t i0 = rb * RI, rows = std::min(RI, n - i0);
-      for (int64_t j0 = 0; j0 < m; j0 += TJ)
-        loss += static_cast<double>(tile(u, v, vt.data(), mp, i0, rows, j0, std::min(TJ, m - j0),
-                                         nbits, labels, c, grad_u, gv));
+    for (int64_t p0 = 0; p0 < m; p0 += panel) {
+      const int64_t p1 = std::min(m, p0 + panel);
+      for (int64_t rb = rb_begin; rb < rb_end; ++rb) {
+        const int64_t i0 = rb * RI, rows = std::min(RI, n - i0);
+        for (int64_t j0 = p0; j0 < p1; j0 += TJ)
+          loss += static_cast<double>(tile(up.data(), vp.data(), vt.data(), i0, rows, j0, std::min(TJ, m - j0),
+                                           nbits, width, labels, c, grad_u ? gu.data() : nullptr, gv));
+      }
     }
     loss_per_thread[thread] += loss;
   });
 
   if (grad_u) {
+    for (int64_t i = 0; i < n; ++i) std::copy_n(gu.data() + i * width, nbits, grad_u + i * nbits);
     for (const auto& part : grad_v_per_thread) {
       if (part.empty()) continue;
-      for (int64_t k = 0; k < m * nbits; ++k) grad_v[k] += part[k];
+      for (int64_t j = 0; j < m; ++j)
+        for (int64_t b = 0; b < nbits; ++b) grad_v[j * nbits + b] += part[j * width + b];
     }
   }
   double total = 0.0;
