@@ -25,16 +25,16 @@ def device(request, monkeypatch):
     return "cuda"
 
 
-def _inputs(n, m, nbits, device, dtype=torch.float64, classes=3, multilabel=False, seed=0, asymmetric=True):
+def _inputs(n, m, nbits, device, dtype=torch.float64, classes=3, multilabel=False, seed=0, asymmetric=True, density=0.3):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, nbits, generator=g, dtype=torch.float64)
     if multilabel:
-        labels = (torch.rand(n, classes, generator=g) < 0.3).to(torch.uint8)
+        labels = (torch.rand(n, classes, generator=g) < density).to(torch.uint8)
     else:
         labels = torch.randint(0, classes, (n,), generator=g)
     y = torch.randn(m, nbits, generator=g, dtype=torch.float64) if asymmetric else None
     if asymmetric:
-        y_labels = (torch.rand(m, classes, generator=g) < 0.3).to(torch.uint8) if multilabel else torch.randint(0, classes, (m,), generator=g)
+        y_labels = (torch.rand(m, classes, generator=g) < density).to(torch.uint8) if multilabel else torch.randint(0, classes, (m,), generator=g)
     else:
         y_labels = None
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -90,14 +90,17 @@ def test_random_shapes_match_reference(device, n, m, nbits, classes, multilabel,
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("n, m, nbits, dtype, multilabel, asymmetric", [
-    (37, 1500, 200, torch.float32, False, True),  # the CPU kernel's column panels: 256 columns here
-    (21, 700, 130, torch.float64, True, True),
-    (9, 4500, 12, torch.float32, False, True),    # 4,096-column panels at 12 bits
-    (1100, 0, 64, torch.float32, False, False),   # symmetric, 1,024-column panels
+@pytest.mark.parametrize("n, m, nbits, dtype, multilabel, classes, asymmetric", [
+    (37, 1500, 200, torch.float32, False, 3, True),  # the CPU kernel's column panels: 256 columns here
+    (21, 700, 130, torch.float64, True, 3, True),
+    (33, 900, 64, torch.float32, True, 70, True),    # multi-hot labels of two 64-bit words, sparse
+    (300, 0, 40, torch.float64, True, 3, False),     # symmetric multi-hot, some rows without labels
+    (9, 4500, 12, torch.float32, False, 3, True),    # 4,096-column panels at 12 bits
+    (1100, 0, 64, torch.float32, False, 3, False),   # symmetric, 1,024-column panels
 ])
-def test_large_banks_match_reference(device, threads, n, m, nbits, dtype, multilabel, asymmetric):
-    z, labels, y, y_labels = _inputs(n, m, nbits, device, dtype=dtype, multilabel=multilabel, asymmetric=asymmetric, seed=n)
+def test_large_banks_match_reference(device, threads, n, m, nbits, dtype, multilabel, classes, asymmetric):
+    z, labels, y, y_labels = _inputs(n, m, nbits, device, dtype=dtype, classes=classes, multilabel=multilabel,
+                                     asymmetric=asymmetric, seed=n, density=0.3 if classes < 64 else 0.03)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

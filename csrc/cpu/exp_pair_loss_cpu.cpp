@@ -122,6 +122,62 @@ __attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels,
   }
 }
 
+// Multi-hot labels: out[j] != 0 iff bank row j0 + j (j < TJ) shares a label with row i.
+inline void shared_labels(const MultiLabel& labels, int64_t i, int64_t j0, int64_t* out) {
+  const int64_t words = labels.words;
+  const int64_t* mine = labels.u + i * words;
+  const int64_t* rows = labels.v + j0 * words;
+  for (int64_t j = 0; j < TJ; ++j) out[j] = 0;
+  for (int64_t w = 0; w < words; ++w) {
+    const int64_t bits = mine[w];
+#pragma omp simd
+    for (int64_t j = 0; j < TJ; ++j) out[j] |= rows[j * words + w] & bits;
+  }
+}
+
+// Multi-hot labels: branch-free like the class-id version.
+template <typename T>
+__attribute__((always_inline)) inline void pair_signs(const MultiLabel& labels, int64_t i, int64_t j0,
+                                                      int64_t valid_cols, int64_t diagonal, T w_sim,
+                                                      T w_dis, T* sign, T* weight) {
+  if (valid_cols < TJ) {
+    pair_signs<T, MultiLabel>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
+    return;
+  }
+  int64_t shared[TJ];
+  shared_labels(labels, i, j0, shared);
+#pragma omp simd
+  for (int64_t j = 0; j < TJ; ++j) {
+    const bool valid = j != diagonal;
+    const bool sim = valid & (shared[j] != 0);
+    sign[j] = sim ? T(1) : T(-1);
+    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+  }
+}
+
+// Multi-hot labels: TJ bank rows at a time, branch-free.
+int64_t count_similar(MultiLabel labels, int64_t n, int64_t m, bool symmetric) {
+  std::vector<int64_t> per_row(n, 0);
+  const int64_t whole = m / TJ * TJ;
+  at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
+    int64_t shared[TJ];
+    for (int64_t i = b; i < e; ++i) {
+      int64_t count = 0;
+      for (int64_t j0 = 0; j0 < whole; j0 += TJ) {
+        shared_labels(labels, i, j0, shared);
+#pragma omp simd reduction(+ : count)
+        for (int64_t j = 0; j < TJ; ++j) count += shared[j] != 0;
+      }
+      for (int64_t j = whole; j < m; ++j) count += labels.similar(i, j);
+      if (symmetric) count -= labels.similar(i, i);  // the pair (i, i) is left out
+      per_row[i] = count;
+    }
+  });
+  int64_t total = 0;
+  for (int64_t c : per_row) total += c;
+  return total;
+}
+
 // Coefficients of TJ pairs of one row: coef[j] = d(loss)/d(dot_j) and the loss sum of the row.
 template <typename T>
 __attribute__((always_inline)) inline T coefficients(const T* dots, const T* sign, const T* weight,
