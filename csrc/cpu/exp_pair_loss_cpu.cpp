@@ -123,7 +123,8 @@ __attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels,
 }
 
 // Multi-hot labels: out[j] != 0 iff bank row j0 + j (j < TJ) shares a label with row i.
-inline void shared_labels(const MultiLabel& labels, int64_t i, int64_t j0, int64_t* out) {
+__attribute__((always_inline)) inline void shared_labels(const MultiLabel& labels, int64_t i, int64_t j0,
+                                                         int64_t* out) {
   const int64_t words = labels.words;
   const int64_t* mine = labels.u + i * words;
   const int64_t* rows = labels.v + j0 * words;
