@@ -80,12 +80,13 @@ int64_t count_similar(SingleLabel labels, int64_t n, int64_t m, bool symmetric) 
 }
 
 // Rows of u and columns (rows of v) handled together: RI x TJ pair tiles with register-blocked
-// dot products; the gradient updates combine several pairs per load/store of a gradient row.
+// dot products, and each tile's gradients accumulated in registers kLanes bits at a time.
 constexpr int64_t RI = 4;
 constexpr int64_t TJ = 64;
 // Rows are padded with zeros to a multiple of kLanes values, so the loops over bits are whole
 // vectors (16 floats: one AVX-512 register).
 constexpr int64_t kLanes = 16;
+// Bytes of v per panel of bank columns (fused_loss).
 constexpr int64_t kPanelBytes = 256 * 1024;
 
 // Sign s_ij (+1 similar, -1 not) and weight of the pairs (i, j0 + j), j < TJ. Pairs with j >=
@@ -102,7 +103,8 @@ __attribute__((always_inline)) inline void pair_signs(const Labels& labels, int6
   }
 }
 
-// Class ids: branch-free, so that it vectorises (labels past valid_cols are not read).
+// Class ids: branch-free on whole tiles, so that it vectorises. A partial tile takes the loop
+// above, which reads no label past valid_cols.
 template <typename T>
 __attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels, int64_t i, int64_t j0,
                                                       int64_t valid_cols, int64_t diagonal, T w_sim,
@@ -136,7 +138,7 @@ __attribute__((always_inline)) inline void shared_labels(const MultiLabel& label
   }
 }
 
-// Multi-hot labels: branch-free like the class-id version.
+// Multi-hot labels: as the class-id version.
 template <typename T>
 __attribute__((always_inline)) inline void pair_signs(const MultiLabel& labels, int64_t i, int64_t j0,
                                                       int64_t valid_cols, int64_t diagonal, T w_sim,
