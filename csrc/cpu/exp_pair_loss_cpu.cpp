@@ -52,21 +52,6 @@ struct MultiLabel {
   }
 };
 
-template <typename Labels>
-int64_t count_similar(Labels labels, int64_t n, int64_t m, bool symmetric) {
-  std::vector<int64_t> per_row(n, 0);
-  at::parallel_for(0, n, 64, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      int64_t count = 0;
-      for (int64_t j = 0; j < m; ++j) count += (labels.similar(i, j) && !(symmetric && i == j));
-      per_row[i] = count;
-    }
-  });
-  int64_t total = 0;
-  for (int64_t c : per_row) total += c;
-  return total;
-}
-
 // Class ids: each row's count from the sorted bank labels, O((n + m) log m) instead of O(n m).
 int64_t count_similar(SingleLabel labels, int64_t n, int64_t m, bool symmetric) {
   std::vector<int64_t> sorted(labels.v, labels.v + m);
@@ -103,25 +88,33 @@ __attribute__((always_inline)) inline void pair_signs(const Labels& labels, int6
   }
 }
 
-// Class ids: branch-free on whole tiles, so that it vectorises. A partial tile takes the loop
-// above, which reads no label past valid_cols.
+// The same for a whole tile, branch-free so that it vectorises; similar(j) tells whether the
+// pair (i, j0 + j) is similar.
+template <typename T, typename Similar>
+__attribute__((always_inline)) inline void whole_tile_signs(Similar similar, int64_t diagonal, T w_sim,
+                                                            T w_dis, T* sign, T* weight) {
+#pragma omp simd
+  for (int64_t j = 0; j < TJ; ++j) {
+    const bool valid = j != diagonal;
+    const bool sim = valid & similar(j);
+    sign[j] = sim ? T(1) : T(-1);
+    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+  }
+}
+
+// Class ids: whole tiles vectorised; a partial tile takes the loop above, which reads no label
+// past valid_cols.
 template <typename T>
 __attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels, int64_t i, int64_t j0,
                                                       int64_t valid_cols, int64_t diagonal, T w_sim,
                                                       T w_dis, T* sign, T* weight) {
-  const int64_t label = labels.u[i];
-  const int64_t* row = labels.v + j0;
   if (valid_cols < TJ) {
     pair_signs<T, SingleLabel>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
     return;
   }
-#pragma omp simd
-  for (int64_t j = 0; j < TJ; ++j) {
-    const bool valid = j != diagonal;
-    const bool sim = valid & (row[j] == label);
-    sign[j] = sim ? T(1) : T(-1);
-    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
-  }
+  const int64_t label = labels.u[i];
+  const int64_t* row = labels.v + j0;
+  whole_tile_signs<T>([&](int64_t j) { return row[j] == label; }, diagonal, w_sim, w_dis, sign, weight);
 }
 
 // Multi-hot labels: out[j] != 0 iff bank row j0 + j (j < TJ) shares a label with row i.
@@ -149,13 +142,7 @@ __attribute__((always_inline)) inline void pair_signs(const MultiLabel& labels, 
   }
   int64_t shared[TJ];
   shared_labels(labels, i, j0, shared);
-#pragma omp simd
-  for (int64_t j = 0; j < TJ; ++j) {
-    const bool valid = j != diagonal;
-    const bool sim = valid & (shared[j] != 0);
-    sign[j] = sim ? T(1) : T(-1);
-    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
-  }
+  whole_tile_signs<T>([&](int64_t j) { return shared[j] != 0; }, diagonal, w_sim, w_dis, sign, weight);
 }
 
 // Multi-hot labels: TJ bank rows at a time, branch-free.
