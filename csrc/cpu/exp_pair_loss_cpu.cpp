@@ -35,10 +35,28 @@ inline float exp_vectorisable(float x) {
 }
 inline double exp_vectorisable(double x) { return std::exp(x); }
 
+// Rows of u and columns (rows of v) handled together: RI x TJ pair tiles with register-blocked
+// dot products, and each tile's gradients accumulated in registers kLanes bits at a time.
+constexpr int64_t RI = 4;
+constexpr int64_t TJ = 64;
+// Rows are padded with zeros to a multiple of kLanes values, so the loops over bits are whole
+// vectors (16 floats: one AVX-512 register).
+constexpr int64_t kLanes = 16;
+// Bytes of v per panel of bank columns (fused_loss).
+constexpr int64_t kPanelBytes = 256 * 1024;
+
+// Labels: similar(i, j) for one pair; similar_tile(i, j0, out) sets out[j] != 0 iff the pair
+// (i, j0 + j) is similar, for a whole tile (j < TJ), branch-free so that it vectorises.
 struct SingleLabel {
   const int64_t* u;
   const int64_t* v;
   bool similar(int64_t i, int64_t j) const { return u[i] == v[j]; }
+  __attribute__((always_inline)) void similar_tile(int64_t i, int64_t j0, int64_t* out) const {
+    const int64_t label = u[i];
+    const int64_t* row = v + j0;
+#pragma omp simd
+    for (int64_t j = 0; j < TJ; ++j) out[j] = row[j] == label;
+  }
 };
 
 struct MultiLabel {
@@ -49,6 +67,16 @@ struct MultiLabel {
     for (int64_t w = 0; w < words; ++w)
       if (u[i * words + w] & v[j * words + w]) return true;
     return false;
+  }
+  __attribute__((always_inline)) void similar_tile(int64_t i, int64_t j0, int64_t* out) const {
+    const int64_t* mine = u + i * words;
+    const int64_t* rows = v + j0 * words;
+    for (int64_t j = 0; j < TJ; ++j) out[j] = 0;
+    for (int64_t w = 0; w < words; ++w) {
+      const int64_t bits = mine[w];
+#pragma omp simd
+      for (int64_t j = 0; j < TJ; ++j) out[j] |= rows[j * words + w] & bits;
+    }
   }
 };
 
@@ -64,85 +92,30 @@ int64_t count_similar(SingleLabel labels, int64_t n, int64_t m, bool symmetric) 
   return symmetric ? total - n : total;  // the symmetric form leaves out the n pairs (i, i)
 }
 
-// Rows of u and columns (rows of v) handled together: RI x TJ pair tiles with register-blocked
-// dot products, and each tile's gradients accumulated in registers kLanes bits at a time.
-constexpr int64_t RI = 4;
-constexpr int64_t TJ = 64;
-// Rows are padded with zeros to a multiple of kLanes values, so the loops over bits are whole
-// vectors (16 floats: one AVX-512 register).
-constexpr int64_t kLanes = 16;
-// Bytes of v per panel of bank columns (fused_loss).
-constexpr int64_t kPanelBytes = 256 * 1024;
-
 // Sign s_ij (+1 similar, -1 not) and weight of the pairs (i, j0 + j), j < TJ. Pairs with j >=
 // valid_cols or j == diagonal get weight 0.
 template <typename T, typename Labels>
 __attribute__((always_inline)) inline void pair_signs(const Labels& labels, int64_t i, int64_t j0,
                                                       int64_t valid_cols, int64_t diagonal, T w_sim,
                                                       T w_dis, T* sign, T* weight) {
-  for (int64_t j = 0; j < TJ; ++j) {
-    const bool valid = j < valid_cols && j != diagonal;
-    const bool sim = valid && labels.similar(i, j0 + j);
-    sign[j] = sim ? T(1) : T(-1);
-    weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+  if (valid_cols < TJ) {  // a partial tile: no label past valid_cols is read
+    for (int64_t j = 0; j < TJ; ++j) {
+      const bool valid = j < valid_cols && j != diagonal;
+      const bool sim = valid && labels.similar(i, j0 + j);
+      sign[j] = sim ? T(1) : T(-1);
+      weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
+    }
+    return;
   }
-}
-
-// The same for a whole tile, branch-free so that it vectorises; similar(j) tells whether the
-// pair (i, j0 + j) is similar.
-template <typename T, typename Similar>
-__attribute__((always_inline)) inline void whole_tile_signs(Similar similar, int64_t diagonal, T w_sim,
-                                                            T w_dis, T* sign, T* weight) {
+  int64_t similar[TJ];
+  labels.similar_tile(i, j0, similar);
 #pragma omp simd
   for (int64_t j = 0; j < TJ; ++j) {
     const bool valid = j != diagonal;
-    const bool sim = valid & similar(j);
+    const bool sim = valid & (similar[j] != 0);
     sign[j] = sim ? T(1) : T(-1);
     weight[j] = valid ? (sim ? w_sim : w_dis) : T(0);
   }
-}
-
-// Class ids: whole tiles vectorised; a partial tile takes the loop above, which reads no label
-// past valid_cols.
-template <typename T>
-__attribute__((always_inline)) inline void pair_signs(const SingleLabel& labels, int64_t i, int64_t j0,
-                                                      int64_t valid_cols, int64_t diagonal, T w_sim,
-                                                      T w_dis, T* sign, T* weight) {
-  if (valid_cols < TJ) {
-    pair_signs<T, SingleLabel>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
-    return;
-  }
-  const int64_t label = labels.u[i];
-  const int64_t* row = labels.v + j0;
-  whole_tile_signs<T>([&](int64_t j) { return row[j] == label; }, diagonal, w_sim, w_dis, sign, weight);
-}
-
-// Multi-hot labels: out[j] != 0 iff bank row j0 + j (j < TJ) shares a label with row i.
-__attribute__((always_inline)) inline void shared_labels(const MultiLabel& labels, int64_t i, int64_t j0,
-                                                         int64_t* out) {
-  const int64_t words = labels.words;
-  const int64_t* mine = labels.u + i * words;
-  const int64_t* rows = labels.v + j0 * words;
-  for (int64_t j = 0; j < TJ; ++j) out[j] = 0;
-  for (int64_t w = 0; w < words; ++w) {
-    const int64_t bits = mine[w];
-#pragma omp simd
-    for (int64_t j = 0; j < TJ; ++j) out[j] |= rows[j * words + w] & bits;
-  }
-}
-
-// Multi-hot labels: as the class-id version.
-template <typename T>
-__attribute__((always_inline)) inline void pair_signs(const MultiLabel& labels, int64_t i, int64_t j0,
-                                                      int64_t valid_cols, int64_t diagonal, T w_sim,
-                                                      T w_dis, T* sign, T* weight) {
-  if (valid_cols < TJ) {
-    pair_signs<T, MultiLabel>(labels, i, j0, valid_cols, diagonal, w_sim, w_dis, sign, weight);
-    return;
-  }
-  int64_t shared[TJ];
-  shared_labels(labels, i, j0, shared);
-  whole_tile_signs<T>([&](int64_t j) { return shared[j] != 0; }, diagonal, w_sim, w_dis, sign, weight);
 }
 
 // Multi-hot labels: TJ bank rows at a time, branch-free.
@@ -154,7 +127,7 @@ int64_t count_similar(MultiLabel labels, int64_t n, int64_t m, bool symmetric) {
     for (int64_t i = b; i < e; ++i) {
       int64_t count = 0;
       for (int64_t j0 = 0; j0 < whole; j0 += TJ) {
-        shared_labels(labels, i, j0, shared);
+        labels.similar_tile(i, j0, shared);
 #pragma omp simd reduction(+ : count)
         for (int64_t j = 0; j < TJ; ++j) count += shared[j] != 0;
       }
